@@ -1,0 +1,103 @@
+"""Media I/O shared by the corpus generator, ingestion and inference: mp4 writing (PyAV) and reading.
+
+Writing goes through PyAV, which bundles FFmpeg (H.264 via libx264, AAC via FFmpeg's native encoder).
+Reading of dataset clips goes through decord (see :mod:`davs.data.lrw`); generic reading of user
+media (any container / codec / sample rate) goes through PyAV here.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def atomic_path(path: str | os.PathLike) -> Path:
+    """A temporary sibling of ``path`` to write to before ``os.replace`` publishes it."""
+    p = Path(path)
+    return p.with_name(f".{p.name}.tmp{os.getpid()}")
+
+
+def write_mp4(
+    path: str | os.PathLike,
+    frames: np.ndarray,
+    fps: int = 25,
+    audio: np.ndarray | None = None,
+    sample_rate: int = 16000,
+    crf: int = 20,
+    preset: str = "veryfast",
+) -> None:
+    """Write ``frames`` (T, H, W, 3) uint8 as H.264 and optional mono ``audio`` (N,) float in [-1, 1] as AAC.
+
+    The file appears under ``path`` only when complete (temp name + rename). Encoding is single-threaded
+    so the same input gives the same bytes.
+    """
+    path = Path(path)
+    tmp = atomic_path(path)
+    t, h, w, _ = frames.shape
+    try:
+        with av.open(str(tmp), mode="w", format="mp4") as out:
+            vs = out.add_stream("libx264", rate=fps)
+            vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+            vs.thread_count = 1
+            vs.options = {"crf": str(crf), "preset": preset, "threads": "1"}
+            as_ = None
+            if audio is not None:
+                as_ = out.add_stream("aac", rate=sample_rate, layout="mono")
+                as_.thread_count = 1
+                as_.bit_rate = 64000
+            for arr in frames:
+                for pkt in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")):
+                    out.mux(pkt)
+            for pkt in vs.encode():
+                out.mux(pkt)
+            if as_ is not None:
+                pcm = np.clip(np.asarray(audio, dtype=np.float32), -1, 1)
+                step = 1024
+                for i in range(0, len(pcm), step):
+                    chunk = pcm[i : i + step][None, :]  # (1, n) planar mono
+                    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
+                    af.sample_rate = sample_rate
+                    af.pts = i
+                    af.time_base = Fraction(1, sample_rate)
+                    for pkt in as_.encode(af):
+                        out.mux(pkt)
+                for pkt in as_.encode():
+                    out.mux(pkt)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+    """Decode the first audio stream of any file PyAV opens to mono float32 at ``sample_rate``."""
+    with av.open(str(path)) as f:
+        if not f.streams.audio:
+            raise ValueError(f"{path}: no audio stream")
+        res = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks = []
+        for frame in f.decode(audio=0):
+            for r in res.resample(frame):
+                chunks.append(r.to_ndarray().reshape(-1))
+        for r in res.resample(None):
+            chunks.append(r.to_ndarray().reshape(-1))
+    if not chunks:
+        raise ValueError(f"{path}: audio stream decodes to nothing")
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """Decode all frames of the first video stream as (T, H, W, 3) uint8 RGB, and the frame rate."""
+    with av.open(str(path)) as f:
+        if not f.streams.video:
+            raise ValueError(f"{path}: no video stream")
+        stream = f.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        frames = [fr.to_ndarray(format="rgb24") for fr in f.decode(video=0)]
+    if not frames:
+        raise ValueError(f"{path}: video stream decodes to no frame")
+    return np.stack(frames), fps

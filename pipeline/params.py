@@ -1,0 +1,192 @@
+"""``params.yaml``: one section per stage, validated on load into typed config objects.
+
+Every tunable of the project lives in ``params.yaml``. :func:`load_params` validates the whole file:
+an unknown key, a missing key or a value of the wrong type raises :class:`ParamsError` naming the key
+(``gen.l1_weight: Input should be a valid number``). Only ``pipeline/`` reads this file; ``davs/``
+receives plain values and dataclasses.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+PARAMS_FILE = Path("params.yaml")
+
+Pos = Annotated[int, Field(gt=0)]
+NonNeg = Annotated[int, Field(ge=0)]
+PosF = Annotated[float, Field(gt=0)]
+NonNegF = Annotated[float, Field(ge=0)]
+Frac = Annotated[float, Field(ge=0, le=1)]
+
+
+class ParamsError(ValueError):
+    """params.yaml does not validate; the message names each offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class DataParams(_Section):
+    corpus_dir: str  # where `davs synth` writes the embedded corpus
+    lrw_root: str  # a real `lipread_mp4/`; "" = the embedded corpus
+    msceleb_tsv: str  # a real MS-Celeb TSV (or MS1M `train.rec`); "" = the embedded corpus
+    shards_dir: str
+    image_size: Pos
+    crop_box: tuple[NonNeg, NonNeg, Pos]  # (top, left, size) on the source frame
+    mouth_box: tuple[Frac, Frac, Frac, Frac]  # (y0, x0, y1, x1) relative to the crop
+    num_frames: Pos  # frames per clip used for training (DAVS: 25)
+    frame_offset: NonNeg  # first frame used (DAVS: 2)
+    mfcc_frames: Pos
+    mfcc_coeffs: Pos
+
+
+class SynthParams(_Section):
+    seed: int
+    num_words: Pos
+    speakers: Pos
+    test_only_speakers: NonNeg
+    train_per_word: Pos
+    val_per_word: Pos
+    test_per_word: Pos
+    msceleb_identities: Pos
+    msceleb_images: Pos
+    jitter: NonNegF
+    snr_db: tuple[float, float]
+    workers: NonNeg
+
+
+class IngestParams(_Section):
+    workers: NonNeg  # 0 = all cores
+    max_bad_fraction: Frac  # fail the stage when more than this fraction of inputs is bad
+    frame_format: Literal["jpg", "npy"]
+    jpeg_quality: Annotated[int, Field(ge=1, le=100)]
+    shard_max_samples: Pos
+    min_shards: Pos  # per split: at least dataloader workers x ranks
+    max_clips_per_word: NonNeg  # 0 = all
+    msceleb_min_per_identity: Pos
+    msceleb_max_per_identity: Pos
+    msceleb_val_per_identity: NonNeg
+    msceleb_test_per_identity: NonNeg
+
+
+class ModelParams(_Section):
+    feat_dim: Pos  # word and identity feature size (DAVS: 256)
+    width: Pos  # base channel width of the encoders
+    gen_width: Pos  # base channel width of the generator
+    disc_width: Pos  # base channel width of the discriminators
+    window: Pos  # consecutive frames seen by the temporal discriminator
+    audio_conditioned_disc: bool
+
+
+class _TrainCommon(_Section):
+    steps: Pos
+    batch_size: Pos
+    lr: PosF
+    weight_decay: NonNegF
+    optimizer: Literal["adamw", "adam"]
+    grad_clip: NonNegF  # 0 = off
+    num_workers: NonNeg
+    log_every: Pos
+    val_every: Pos
+    ckpt_every: Pos
+    amp: bool  # bf16 autocast (GPU)
+    compile: bool  # torch.compile the modules
+
+
+class JointParams(_TrainCommon):
+    id_batch_size: Pos
+    contrastive_weight: NonNegF
+    margin: PosF
+    domain_weight: NonNegF
+    identity_weight: NonNegF
+
+
+class DisentParams(_TrainCommon):
+    id_batch_size: Pos
+    dis_lr: PosF
+    uniform_weight: NonNegF
+    keep_weight: NonNegF  # weight of the stage-1 losses that keep the embedding
+
+
+class GenParams(_TrainCommon):
+    d_lr: PosF
+    l1_weight: NonNegF
+    mouth_weight: NonNegF
+    gan_weight: NonNegF
+
+
+class EvalParams(_Section):
+    batch_size: Pos
+    probe_c: PosF  # inverse regularisation of the logistic-regression probes
+    num_samples: NonNeg  # mp4 samples written to reports/samples
+    grid_rows: Pos
+
+
+class Params(_Section):
+    seed: int
+    data: DataParams
+    synth: SynthParams
+    ingest: IngestParams
+    model: ModelParams
+    joint: JointParams
+    disent: DisentParams
+    gen: GenParams
+    eval: EvalParams
+
+
+def _fmt(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {key}: {msg}" + ("" if e["type"] in ("extra_forbidden", "missing") else f" (got {e.get('input')!r})"))
+    return "\n".join(lines)
+
+
+def validate(raw: Any, source: str = "params.yaml") -> Params:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping at the top level")
+    try:
+        return Params.model_validate(_lists_to_tuples(raw))
+    except ValidationError as e:
+        raise ParamsError(f"{source} is invalid:\n{_fmt(e)}") from None
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    """Read and validate ``params.yaml``."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found (run from the repository root)")
+    with open(path) as f:
+        return validate(yaml.safe_load(f), str(path))
+
+
+def _lists_to_tuples(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _lists_to_tuples(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return tuple(_lists_to_tuples(v) for v in x)
+    return x
+
+
+def set_params(path: str | Path, overrides: dict[str, Any]) -> None:
+    """Apply ``{"gen.l1_weight": 10}`` overrides to a params file (validated before writing)."""
+    path = Path(path)
+    raw = yaml.safe_load(path.read_text())
+    for dotted, value in overrides.items():
+        node = raw
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            if not isinstance(node.get(p), dict):
+                raise ParamsError(f"{dotted}: unknown section {p!r}")
+            node = node[p]
+        if leaf not in node:
+            raise ParamsError(f"{dotted}: unknown key")
+        node[leaf] = value
+    validate(raw, str(path))
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
