@@ -165,7 +165,7 @@ def _lrw_sample(args: tuple[ClipRef, LRWIngestConfig, dict[str, int], dict[str, 
         "word": ref.word, "label": vocab[ref.word], "split": ref.split, "speaker": ref.speaker,
         "speaker_id": speakers.get(ref.speaker, -1), "duration": clip.duration,
         "mask": clip.mask.astype(int).tolist(), "num_frames": int(clip.frames.shape[0]),
-        "source": os.path.basename(ref.path),
+        "source": os.path.relpath(ref.path, os.path.dirname(os.path.dirname(os.path.dirname(ref.path)))),
     }
     return ref, {"__key__": ref.key, **frames, "mfcc.npy": npy_bytes(clip.mfcc), "json": json_bytes(meta),
                  "cls": str(vocab[ref.word]).encode()}

@@ -181,7 +181,7 @@ def msceleb_rows(ident: int, spec: CorpusSpec) -> list[str]:
     top, left, size = spec.msceleb_crop
     cx, cy = CANVAS / 2, idt.face_cy
     rect = np.array([(cx - idt.face_hw - left) / size, (cy - idt.face_hh - top) / size,
-                     (cx + idt.face_hw - left) / size, (cy + idt.face_hh - top) / size], dtype="<f4")
+                     (cx + idt.face_hw - left) / size, (cy + idt.face_hh - top) / size], dtype="<f4").clip(0, 1)
     rows = []
     for k in range(spec.msceleb_images):
         rng = np.random.default_rng([spec.seed, 211, ident, k])

@@ -5,7 +5,10 @@ synchronous mode (``AUDIO_OUTPUT_SYNCHRONOUS``) with phoneme events enabled, so 
 :func:`synthesize` returns the waveform and, for each phoneme, its mnemonic and start time. These
 timings drive the rendered mouth, so audio and lips are in sync by construction.
 
-eSpeak NG keeps global state: one process holds one engine; :func:`synthesize` is not thread-safe.
+eSpeak NG keeps global state across utterances (its pitch-flutter phase, the C library's ``rand()``),
+so the same text spoken twice in one process differs. For a deterministic corpus, :func:`synthesize`
+(``fresh=True``) reloads the library (``dlclose`` + ``dlopen``, about 12 ms) and reseeds ``rand()``
+before each utterance: the output then depends only on its arguments. Not thread-safe.
 """
 
 from __future__ import annotations
@@ -125,9 +128,25 @@ class _Engine:
 _ENGINE: _Engine | None = None
 
 
-def synthesize(text: str, voice: Voice = Voice()) -> Speech:
-    """Speak ``text`` with ``voice``; returns the waveform and phoneme start times."""
+def _unload() -> None:
     global _ENGINE
+    if _ENGINE is not None:
+        import _ctypes
+
+        handle = _ENGINE.lib._handle
+        _ENGINE = None
+        _ctypes.dlclose(handle)
+
+
+def synthesize(text: str, voice: Voice = Voice(), fresh: bool = True) -> Speech:
+    """Speak ``text`` with ``voice``; returns the waveform and phoneme start times.
+
+    ``fresh`` reloads the engine first so the result is reproducible (see the module docstring).
+    """
+    global _ENGINE
+    if fresh:
+        _unload()
+        ctypes.CDLL(None).srand(0)
     if _ENGINE is None:
         _ENGINE = _Engine()
     return _ENGINE.synth(text, voice)

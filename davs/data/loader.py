@@ -1,0 +1,207 @@
+"""Training-side WebDataset pipelines, built the way open_clip builds them.
+
+Seeded shard shuffle tied to a shared epoch, ``split_by_node`` (DDP ranks), ``split_by_worker``,
+tar expansion with a log-and-continue handler, a sample shuffle buffer, batching inside the workers
+and ``with_epoch`` so every worker yields the same number of batches. Per-sample randomness (the
+reference frame, the generator's window) comes from an RNG seeded by (seed, epoch, key), so batches
+do not depend on worker scheduling.
+
+LRW batches: ``frames`` (B, T, H, W, 3) uint8, ``mfcc`` (B, T, F, C) float32, ``mask`` (B, T) bool,
+``label`` (B,), ``speaker`` (B,) (-1 = unknown), ``ref`` (B,) reference-frame index, ``start`` (B,)
+window start. MS-Celeb batches: ``image`` (B, H, W, 3) uint8, ``label`` (B,).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import math
+import multiprocessing as mp
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import webdataset as wds
+
+from davs.data.shards import decode_jpg, decode_jpgs, npy_load
+
+log = logging.getLogger(__name__)
+
+
+class SharedEpoch:
+    """An epoch counter visible to persistent dataloader workers."""
+
+    def __init__(self, epoch: int = 0) -> None:
+        self.value = mp.Value("i", epoch)
+
+    def set(self, epoch: int) -> None:
+        self.value.value = epoch
+
+    def get(self) -> int:
+        return self.value.value
+
+
+class ShardCycle(wds.PipelineStage):
+    """Yields ``{"url": ...}`` forever: the shard list reshuffled by (seed, epoch, cycle) each pass."""
+
+    def __init__(self, urls: list[str], seed: int, epoch: SharedEpoch | None, shuffle: bool, cycle: bool) -> None:
+        self.urls, self.seed, self.epoch, self.shuffle, self.cycle = list(urls), seed, epoch, shuffle, cycle
+
+    def run(self):  # noqa: ANN201
+        epoch = self.epoch.get() if self.epoch is not None else 0
+        c = 0
+        while True:
+            urls = list(self.urls)
+            if self.shuffle:
+                np.random.default_rng([self.seed, epoch, c]).shuffle(urls)
+            for u in urls:
+                yield {"url": u}
+            c += 1
+            if not self.cycle:
+                return
+
+
+def expand_shards(pattern: str | list[str]) -> list[str]:
+    """A glob (``data/shards/lrw/train-*.tar``), a brace pattern or a list -> sorted shard paths."""
+    if isinstance(pattern, list):
+        return pattern
+    urls = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else wds.shardlists.expand_urls(pattern)
+    if not urls:
+        raise FileNotFoundError(f"no shards match {pattern}")
+    return urls
+
+
+def _rng(seed: int, epoch: int, key: str) -> np.random.Generator:
+    return np.random.default_rng([seed, epoch, zlib.crc32(key.encode())])
+
+
+@dataclass
+class LRWDecode:
+    """Raw LRW sample -> arrays: frames [offset, offset + num_frames), MFCC windows, mask, sampling."""
+
+    num_frames: int
+    frame_offset: int
+    window: int
+    seed: int
+    epoch: SharedEpoch | None
+    random_sampling: bool
+
+    def __call__(self, s: dict) -> dict:
+        meta = json.loads(s["json"])
+        frames = decode_jpgs(s["frames.jpgs"]) if "frames.jpgs" in s else npy_load(s["frames.npy"])
+        mfcc = npy_load(s["mfcc.npy"])
+        mask = np.asarray(meta["mask"], bool)
+        sl = slice(self.frame_offset, self.frame_offset + self.num_frames)
+        frames, mfcc, mask = frames[sl], mfcc[sl], mask[sl]
+        if len(frames) < self.num_frames:
+            raise ValueError(f"{s['__key__']}: {len(frames)} frames < num_frames {self.num_frames}")
+        if self.random_sampling:
+            rng = _rng(self.seed, self.epoch.get() if self.epoch else 0, s["__key__"])
+            ref = int(rng.integers(self.num_frames))
+            start = int(rng.integers(self.num_frames - self.window + 1))
+        else:  # evaluation: a fixed reference frame (the first) and the window around the centre
+            ref, start = 0, (self.num_frames - self.window) // 2
+        return {
+            "key": s["__key__"], "frames": frames, "mfcc": mfcc.astype(np.float32), "mask": mask,
+            "label": int(meta["label"]), "speaker": int(meta.get("speaker_id", -1)), "ref": ref, "start": start,
+        }
+
+
+def _decode_celeb(s: dict) -> dict:
+    meta = json.loads(s["json"])
+    return {"key": s["__key__"], "image": decode_jpg(s["jpg"]), "label": int(meta["label"])}
+
+
+def collate(samples: list[dict]) -> dict:
+    out = {}
+    for k in samples[0]:
+        vals = [s[k] for s in samples]
+        if isinstance(vals[0], str):
+            out[k] = vals
+        elif isinstance(vals[0], np.ndarray):
+            out[k] = torch.from_numpy(np.stack(vals))
+        else:
+            out[k] = torch.tensor(vals)
+    return out
+
+
+def count_samples(shard_dir: str | Path, split: str) -> int:
+    summary = json.loads((Path(shard_dir) / "summary.json").read_text())
+    return int(summary["samples"][split])
+
+
+def make_loader(
+    urls: str | list[str],
+    decode,  # noqa: ANN001 - LRWDecode or _decode_celeb
+    *,
+    batch_size: int,
+    train: bool,
+    num_samples: int,
+    seed: int = 0,
+    epoch: SharedEpoch | None = None,
+    num_workers: int = 0,
+    world_size: int = 1,
+    shuffle_buffer: int = 256,
+) -> tuple[wds.WebLoader, int]:
+    """A WebLoader and its number of batches per epoch (per rank).
+
+    ``train``: infinite seeded shard cycle, split by node and worker, sample shuffle, ``with_epoch``
+    so each worker yields ``ceil(batches / workers)`` batches. Otherwise: every sample exactly once,
+    in shard order, last batch partial.
+    """
+    shards = expand_shards(urls)
+    workers = max(1, num_workers)
+    if train and len(shards) < workers * world_size:
+        raise ValueError(f"{len(shards)} shards < workers x ranks = {workers} x {world_size}: re-shard with more "
+                         "shards (ingest.min_shards) or use fewer workers")
+    handler = wds.warn_and_continue
+    stages: list = [ShardCycle(shards, seed, epoch, shuffle=train, cycle=train)]
+    if train:
+        stages += [wds.split_by_node, wds.split_by_worker, wds.tarfile_to_samples(handler=handler),
+                   SampleShuffle(shuffle_buffer, seed, epoch)]
+    else:
+        stages += [wds.split_by_worker, wds.tarfile_to_samples(handler=handler)]
+    stages += [wds.map(decode, handler=handler), wds.batched(batch_size, collation_fn=collate, partial=not train)]
+    dataset = wds.DataPipeline(*stages)
+    if train:
+        global_batch = batch_size * world_size
+        worker_batches = math.ceil(math.ceil(num_samples / global_batch) / workers)
+        dataset = dataset.with_epoch(worker_batches)
+        batches = worker_batches * workers
+    else:
+        batches = math.ceil(num_samples / batch_size)
+    loader = wds.WebLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers,
+                           persistent_workers=num_workers > 0 and train)
+    return loader, batches
+
+
+def _worker_rank() -> tuple[int, int]:
+    info = torch.utils.data.get_worker_info()
+    dist = torch.distributed
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    return (info.id if info else 0), rank
+
+
+@dataclass
+class SampleShuffle:
+    """Shuffle buffer seeded from (seed, epoch, worker, rank) each time iteration starts."""
+
+    bufsize: int
+    seed: int
+    epoch: SharedEpoch | None
+
+    def __call__(self, src):  # noqa: ANN001, ANN204
+        wid, rank = _worker_rank()
+        rng = np.random.default_rng([self.seed, self.epoch.get() if self.epoch else 0, wid, rank, 7])
+        buf: list = []
+        for sample in src:
+            buf.append(sample)
+            if len(buf) >= self.bufsize:
+                j = int(rng.integers(len(buf)))
+                buf[j], buf[-1] = buf[-1], buf[j]
+                yield buf.pop()
+        rng.shuffle(buf)
+        yield from buf

@@ -1,0 +1,194 @@
+"""Evaluation of a trained DAVS model on held-out data; every number comes with its baseline.
+
+* Word accuracy (top-1/top-5) from audio, video and fused logits vs chance; audio->video retrieval
+  (R@1, R@10, median rank) as the DAVS code reports it.
+* Leakage: scikit-learn logistic-regression probes on frozen features (word from identity features,
+  identity from word features) after disentanglement, beside the same probes on the joint-stage
+  (pre-disentanglement) features and chance. Cp identity accuracy on held-out MS-Celeb faces.
+* Generated frames, audio- and video-driven: SSIM / PSNR (scikit-image) on the face and the mouth box
+  vs copying the reference frame; a lip-sync distance / confidence (LSE-D / LSE-C in spirit) between
+  the word embedding of generated video and the audio, vs real video and vs shuffled audio.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from davs.models import DAVSConfig, build
+from davs.training.tasks import masked_mean, to_images
+
+log = logging.getLogger(__name__)
+
+
+def load_nets(state: dict[str, dict[str, torch.Tensor]], cfg: DAVSConfig, device: torch.device) -> dict[str, torch.nn.Module]:
+    nets = build(cfg, tuple(state))
+    for k, m in nets.items():
+        m.load_state_dict(state[k])
+        m.to(device).eval()
+    return nets
+
+
+@torch.no_grad()
+def lrw_features(nets: dict, batches: Any, device: torch.device) -> dict[str, np.ndarray]:
+    """Per-clip pooled features, logits and labels over one pass of an LRW loader."""
+    out: dict[str, list] = {k: [] for k in ("v", "a", "id", "lv", "la", "label", "speaker")}
+    keys: list[str] = []
+    for b in batches:
+        frames, mfcc, mask = to_images(b["frames"].to(device)), b["mfcc"].to(device), b["mask"].to(device)
+        v, a = nets["Ev_w"](frames), nets["Ea_w"](mfcc)  # (B, T, D)
+        out["v"].append(masked_mean(v, mask))
+        out["a"].append(masked_mean(a, mask))
+        out["id"].append(nets["Ep"].sequence(frames).mean(1))
+        out["lv"].append(nets["Cw"](v, mask))
+        out["la"].append(nets["Cw"](a, mask))
+        out["label"].append(b["label"])
+        out["speaker"].append(b["speaker"])
+        keys += b["key"]
+    res = {k: torch.cat(v).float().cpu().numpy() for k, v in out.items()}
+    res["key"] = np.asarray(keys)
+    return res
+
+
+@torch.no_grad()
+def celeb_features(nets: dict, batches: Any, device: torch.device) -> dict[str, np.ndarray]:
+    out: dict[str, list] = {"id": [], "word": [], "logits": [], "label": []}
+    for b in batches:
+        img = to_images(b["image"].to(device))
+        idv = nets["Ep"](img).vector
+        out["id"].append(idv)
+        out["logits"].append(nets["Cp"](idv))
+        out["word"].append(nets["Ev_w"](img[:, None])[:, 0])
+        out["label"].append(b["label"])
+    return {k: torch.cat(v).float().cpu().numpy() for k, v in out.items()}
+
+
+def topk(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+    k = min(k, logits.shape[1])
+    top = np.argsort(-logits, axis=1)[:, :k]
+    return float((top == labels[:, None]).any(1).mean())
+
+
+def retrieval(a: np.ndarray, v: np.ndarray) -> dict[str, float]:
+    """Audio -> video retrieval over the test set: the true video's rank among all videos."""
+    a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-8)
+    v = v / np.linalg.norm(v, axis=1, keepdims=True).clip(1e-8)
+    sim = a @ v.T  # (N, N)
+    ranks = (sim > np.diag(sim)[:, None]).sum(1) + 1
+    return {"r_at_1": float((ranks <= 1).mean()), "r_at_10": float((ranks <= 10).mean()),
+            "median_rank": float(np.median(ranks)), "chance_r_at_1": 1.0 / len(a),
+            "chance_median_rank": (len(a) + 1) / 2}
+
+
+def probe(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> float | None:
+    """Held-out accuracy of a linear probe (half the samples fit, half scored, stratified)."""
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2 or counts.min() < 2:
+        return None
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.5, random_state=seed, stratify=y)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
+    clf.fit(xtr, ytr)
+    return float(clf.score(xte, yte))
+
+
+def leakage(feats: dict[str, np.ndarray], celeb: dict[str, np.ndarray], c: float, seed: int) -> dict[str, float | None]:
+    """Linear-probe accuracies: what identity features say about words and word features about identity."""
+    out = {
+        "word_from_identity": probe(feats["id"], feats["label"], c, seed),
+        "word_from_video_word": probe(feats["v"], feats["label"], c, seed),  # reference: the word space itself
+        "identity_from_word_msceleb": probe(celeb["word"], celeb["label"], c, seed),
+        "identity_from_identity_msceleb": probe(celeb["id"], celeb["label"], c, seed),  # reference
+    }
+    known = feats["speaker"] >= 0
+    if known.sum() > 0:
+        spk = feats["speaker"][known]
+        out["identity_from_word_video"] = probe(feats["v"][known], spk, c, seed)
+        out["identity_from_word_audio"] = probe(feats["a"][known], spk, c, seed)
+        out["identity_from_identity"] = probe(feats["id"][known], spk, c, seed)
+    return out
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().movedim(-3, -1).cpu().numpy()
+
+
+def _box(img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    h, w = img.shape[-3:-1]
+    return img[..., int(box[0] * h) : int(box[2] * h), int(box[1] * w) : int(box[3] * w), :]
+
+
+def image_quality(pred: np.ndarray, gt: np.ndarray, box: tuple[float, float, float, float]) -> dict[str, float]:
+    """Mean SSIM / PSNR over frames (N, H, W, 3) uint8, on the face and on the mouth box."""
+    out: dict[str, list[float]] = {"ssim": [], "psnr": [], "ssim_mouth": [], "psnr_mouth": []}
+    for p, g in zip(pred, gt):
+        for suffix, (pp, gg) in (("", (p, g)), ("_mouth", (_box(p, box), _box(g, box)))):
+            win = min(7, min(pp.shape[:2]) // 2 * 2 - 1)
+            out["ssim" + suffix].append(structural_similarity(gg, pp, channel_axis=-1, data_range=255, win_size=win))
+            out["psnr" + suffix].append(min(100.0, peak_signal_noise_ratio(gg, pp, data_range=255)))
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+@dataclass
+class Generated:
+    ref: np.ndarray  # (N, H, W, 3) uint8 reference frames
+    gt: np.ndarray  # (N, T, H, W, 3)
+    audio: np.ndarray  # (N, T, H, W, 3) audio-driven
+    video: np.ndarray  # (N, T, H, W, 3) video-driven
+    keys: list[str]
+    sync: dict[str, float]
+
+
+@torch.no_grad()
+def generate_test(nets: dict, batches: Any, device: torch.device) -> Generated:
+    """Regenerate every test clip from its first frame (identity) and its own audio / video words."""
+    refs, gts, auds, vids, keys = [], [], [], [], []
+    d_real, d_gen, d_shuf = [], [], []
+    for b in batches:
+        frames, mfcc, mask = to_images(b["frames"].to(device)), b["mfcc"].to(device), b["mask"].to(device)
+        bsz, t = frames.shape[:2]
+        ref = frames[:, 0]  # (B, 3, H, W)
+        a, v = nets["Ea_w"](mfcc), nets["Ev_w"](frames)  # (B, T, D)
+        idf = nets["Ep"](ref)
+        rep = lambda x: x.repeat_interleave(t, 0)  # noqa: E731 - (B, ...) -> (B*T, ...)
+        ga = nets["G"](rep(idf.fmap), [rep(s) for s in idf.skips], a.flatten(0, 1)).view_as(frames)  # (B, T, 3, H, W)
+        gv = nets["G"](rep(idf.fmap), [rep(s) for s in idf.skips], v.flatten(0, 1)).view_as(frames)
+        ea = F.normalize(masked_mean(a, mask), dim=-1)
+        er = F.normalize(masked_mean(v, mask), dim=-1)
+        eg = F.normalize(masked_mean(nets["Ev_w"](ga), mask), dim=-1)
+        d_real.append((er - ea).norm(dim=-1))
+        d_gen.append((eg - ea).norm(dim=-1))
+        d_shuf.append((eg - ea.roll(1, 0)).norm(dim=-1))
+        refs.append(_u8(ref))
+        gts.append(_u8(frames))
+        auds.append(_u8(ga))
+        vids.append(_u8(gv))
+        keys += b["key"]
+    dr, dg, ds = (torch.cat(x).cpu().numpy() for x in (d_real, d_gen, d_shuf))
+    sync = {"dist_real": float(dr.mean()), "dist_generated": float(dg.mean()), "dist_shuffled_audio": float(ds.mean()),
+            "confidence_generated": float((ds - dg).mean())}
+    return Generated(np.concatenate(refs), np.concatenate(gts), np.concatenate(auds), np.concatenate(vids), keys, sync)
+
+
+@torch.no_grad()
+def drive(nets: dict, ref: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    """One face says the given words: ref (3, H, W) in [-1, 1], words (T, D) -> (T, 3, H, W)."""
+    t = words.shape[0]
+    idf = nets["Ep"](ref[None])
+    rep = lambda x: x.expand(t, *x.shape[1:])  # noqa: E731 - (1, ...) -> (T, ...)
+    return nets["G"](rep(idf.fmap), [rep(s) for s in idf.skips], words)
+
+
+def majority_rate(y: np.ndarray) -> float:
+    _, counts = np.unique(y, return_counts=True)
+    return float(counts.max() / counts.sum())

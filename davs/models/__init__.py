@@ -1,0 +1,41 @@
+"""The DAVS networks, one file per component, named as in the paper."""
+
+from davs.models.audio_word_encoder import AudioWordEncoder
+from davs.models.config import DAVSConfig
+from davs.models.dis_classifiers import IdentityFromWord, WordFromIdentity
+from davs.models.domain_discriminator import DomainDiscriminator
+from davs.models.generator import Generator
+from davs.models.identity_classifier import IdentityClassifier
+from davs.models.identity_encoder import IdentityEncoder, IdentityFeatures
+from davs.models.temporal_discriminator import TemporalDiscriminator
+from davs.models.video_word_encoder import VideoWordEncoder
+from davs.models.word_classifier import WordClassifier
+
+__all__ = [
+    "AudioWordEncoder", "DAVSConfig", "DomainDiscriminator", "Generator", "IdentityClassifier",
+    "IdentityEncoder", "IdentityFeatures", "IdentityFromWord", "TemporalDiscriminator", "VideoWordEncoder",
+    "WordClassifier", "WordFromIdentity", "build",
+]
+
+
+def build(cfg: DAVSConfig, parts: tuple[str, ...] | None = None) -> dict:
+    """Instantiate the named DAVS components (all by default) from one config."""
+    ep = lambda: IdentityEncoder(cfg.image_size, cfg.width, cfg.feat_dim)  # noqa: E731
+    makers = {
+        "Ev_w": lambda: VideoWordEncoder(cfg.image_size, cfg.width, cfg.feat_dim),
+        "Ea_w": lambda: AudioWordEncoder(cfg.mfcc_frames, cfg.mfcc_coeffs, cfg.width, cfg.feat_dim),
+        "Ep": ep,
+        "Cw": lambda: WordClassifier(cfg.feat_dim, cfg.num_words),
+        "Cp": lambda: IdentityClassifier(cfg.feat_dim, cfg.num_ids),
+        "D_domain": lambda: DomainDiscriminator(cfg.feat_dim),
+        "Cw_p": lambda: WordFromIdentity(cfg.feat_dim, cfg.num_words),
+        "Cp_w": lambda: IdentityFromWord(cfg.feat_dim, cfg.num_ids),
+        "G": lambda: (lambda e: Generator(e.out_channels, e.skip_channels, cfg.feat_dim, cfg.gen_width))(ep()),
+        "D_temporal": lambda: TemporalDiscriminator(cfg.window, cfg.disc_width, cfg.image_size, cfg.feat_dim,
+                                                    cfg.audio_conditioned_disc),
+    }
+    names = parts or tuple(makers)
+    unknown = set(names) - set(makers)
+    if unknown:
+        raise KeyError(f"unknown DAVS components {sorted(unknown)}")
+    return {n: makers[n]() for n in names}

@@ -1,0 +1,44 @@
+"""Model hyper-parameters shared by every DAVS component (nanoGPT-style config dataclass)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class DAVSConfig:
+    """Sizes of the DAVS networks. The default is the small CPU model; :meth:`davs_size` the paper's."""
+
+    image_size: int = 64  # square face crops
+    feat_dim: int = 128  # word and identity feature size
+    width: int = 32  # encoder base channels
+    gen_width: int = 32  # generator base channels
+    disc_width: int = 32  # discriminator base channels
+    num_words: int = 500  # word classes (LRW: 500)
+    num_ids: int = 1000  # identity classes (MS-Celeb subset)
+    mfcc_frames: int = 20
+    mfcc_coeffs: int = 12
+    window: int = 5  # frames seen by the temporal discriminator
+    audio_conditioned_disc: bool = True
+
+    @staticmethod
+    def davs_size(num_words: int = 500, num_ids: int = 40145) -> DAVSConfig:
+        """The paper's setting: 256x256 faces, 256-d features, 500 LRW words, 40,145 MS-Celeb identities."""
+        return DAVSConfig(image_size=256, feat_dim=256, width=64, gen_width=64, disc_width=64,
+                          num_words=num_words, num_ids=num_ids)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict) -> DAVSConfig:
+        return DAVSConfig(**d)
+
+    @property
+    def down_steps(self) -> int:
+        """Stride-2 stages of the identity encoder: its feature map is image_size / 2**down_steps = 8."""
+        n, s = 0, self.image_size
+        while s > 8:
+            s //= 2
+            n += 1
+        return n

@@ -1,0 +1,34 @@
+"""G, the DAVS generator: identity feature map (+ skips from Ep) and a word feature -> one face frame."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from davs.models.blocks import ConvBlock, UpBlock
+
+
+class Generator(nn.Module):
+    """The word feature is tiled over Ep's 8x8 map and concatenated; up-blocks decode to the image,
+    concatenating Ep's skip maps at matching resolutions (the skip connection of DAVS)."""
+
+    def __init__(self, id_channels: int, skip_channels: list[int], feat_dim: int = 128, gen_width: int = 32) -> None:
+        super().__init__()
+        g = gen_width
+        self.word_proj = nn.Linear(feat_dim, 2 * g)
+        self.fuse = nn.Sequential(ConvBlock(id_channels + 2 * g, 4 * g), ConvBlock(4 * g, 4 * g))
+        ups, ch = [], 4 * g
+        for skip in reversed(skip_channels):  # coarse to fine
+            ups.append(nn.ModuleList([UpBlock(ch, 2 * g), ConvBlock(2 * g + skip, 2 * g)]))
+            ch = 2 * g
+        self.ups = nn.ModuleList(ups)
+        self.final_up = UpBlock(ch, g)
+        self.to_rgb = nn.Conv2d(g, 3, 3, 1, 1)
+
+    def forward(self, fmap: torch.Tensor, skips: list[torch.Tensor], word: torch.Tensor) -> torch.Tensor:
+        """fmap (N, C, 8, 8), skips finest first, word (N, D) -> image (N, 3, H, W) in [-1, 1]."""
+        w = self.word_proj(word)[:, :, None, None].expand(-1, -1, *fmap.shape[2:])  # (N, 2g, 8, 8)
+        x = self.fuse(torch.cat([fmap, w], 1))  # (N, 4g, 8, 8)
+        for (up, conv), skip in zip(self.ups, reversed(skips)):
+            x = conv(torch.cat([up(x), skip], 1))  # (N, 2g, 2s, 2s)
+        return torch.tanh(self.to_rgb(self.final_up(x)))  # (N, 3, H, W)

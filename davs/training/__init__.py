@@ -1,0 +1,1 @@
+"""Training: tasks (one per DAVS stage), the loop, distributed helpers and checkpoints."""

@@ -1,0 +1,236 @@
+"""One training loop for every DAVS stage.
+
+A :class:`Task` owns its networks and names its *phases*: each phase has its own optimizer over its
+own parameters and returns a dict of named losses (``loss/...``) and metrics. Each step runs the
+phases in order: zero grads, forward under autocast, weighted sum, NaN guard, backward, gradient
+all-reduce (DDP), clipping, optimizer step. The loop counts iterations (dinov2 style), logs step time
+and data time (torchvision references style), validates, and checkpoints atomically so a killed run
+resumes where it stopped with the same data order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from davs.training import distributed as D
+from davs.training.checkpoint import load_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+Callback = Callable[[int, dict[str, float]], None]
+
+
+class Task(nn.Module):
+    """Base class of a stage: networks + losses. Subclasses define the phases and their losses."""
+
+    phases: tuple[str, ...] = ()
+    streams: tuple[str, ...] = ()  # names of the batch streams a step consumes
+
+    def phase_params(self, phase: str) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def phase_lr(self, phase: str) -> float:
+        raise NotImplementedError
+
+    def phase_betas(self, phase: str) -> tuple[float, float]:
+        return (0.9, 0.999)
+
+    def loss_weights(self) -> dict[str, float]:
+        return {}
+
+    def begin_step(self, batch: dict[str, Any], device: torch.device) -> None:
+        """Move the step's batches to the device and reset per-step caches."""
+        self.batch = {k: _to(v, device) for k, v in batch.items()}
+        self.cache: dict[str, Any] = {}
+
+    def losses(self, phase: str) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def validate(self, batches: dict[str, Any], device: torch.device) -> dict[str, float]:
+        return {}
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.to(device, non_blocking=True)
+    if isinstance(x, dict):
+        return {k: _to(v, device) for k, v in x.items()}
+    return x
+
+
+@dataclass
+class Stream:
+    """A restartable batch source: a loader, its batches per epoch, and its shared epoch counter."""
+
+    loader: Any
+    batches_per_epoch: int
+    epoch: Any = None  # davs.data.loader.SharedEpoch
+    current: int = 0
+    consumed: int = 0
+    _it: Iterator | None = field(default=None, repr=False)
+
+    def start(self, epoch: int, skip: int) -> None:
+        self.current, self.consumed = epoch, 0
+        if self.epoch is not None:
+            self.epoch.set(epoch)
+        self._it = iter(self.loader)
+        for _ in range(skip):  # resume mid-epoch on the same data order
+            self.next()
+
+    def next(self) -> Any:
+        if self._it is None:
+            self.start(0, 0)
+        try:
+            batch = next(self._it)
+        except StopIteration:
+            self.start(self.current + 1, 0)
+            batch = next(self._it)
+        self.consumed += 1
+        return batch
+
+
+@dataclass
+class LoopConfig:
+    steps: int
+    optimizer: str = "adamw"
+    weight_decay: float = 0.0
+    grad_clip: float = 0.0
+    log_every: int = 20
+    val_every: int = 200
+    ckpt_every: int = 100
+    amp: bool = True  # bf16 autocast on CUDA
+    amp_on_cpu: bool = False  # also autocast on CPU (tests; slow on most CPUs)
+    compile: bool = False
+    seed: int = 0
+    checkpoint: str | None = None  # resume file (last.pt), written every ckpt_every steps
+    fingerprint: dict = field(default_factory=dict)  # what must match for a resume to be valid
+
+
+def fingerprint_of(d: dict) -> str:
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def make_optimizers(task: Task, cfg: LoopConfig) -> dict[str, torch.optim.Optimizer]:
+    opts = {}
+    for phase in task.phases:
+        params = [p for p in task.phase_params(phase) if p.requires_grad]
+        cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        opts[phase] = cls(params, lr=task.phase_lr(phase), betas=task.phase_betas(phase), weight_decay=cfg.weight_decay)
+    return opts
+
+
+def train(
+    task: Task,
+    streams: dict[str, Stream],
+    cfg: LoopConfig,
+    device: torch.device,
+    val_streams: dict[str, Callable[[], Any]] | None = None,
+    callback: Callback | None = None,
+) -> dict[str, float]:
+    """Run ``cfg.steps`` steps of ``task``; returns the last validation metrics."""
+    task.to(device)
+    if cfg.compile:
+        for m in task.children():
+            m.compile()
+    opts = make_optimizers(task, cfg)
+    weights = task.loss_weights()
+    fp = fingerprint_of(cfg.fingerprint)
+    start = _resume(task, opts, streams, cfg, fp, device)
+    D.broadcast_module(task)
+    use_amp = cfg.amp and (device.type == "cuda" or cfg.amp_on_cpu)
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+    main = D.is_main()
+    bar = tqdm(total=cfg.steps, initial=start, desc=type(task).__name__, unit="step", disable=None if main else True)
+    sums: dict[str, float] = {}
+    n_sum, t_data, t_step = 0, 0.0, 0.0
+    val_metrics: dict[str, float] = {}
+    task.train()
+    for step in range(start, cfg.steps):
+        t0 = time.perf_counter()
+        batch = {name: s.next() for name, s in streams.items()}
+        t1 = time.perf_counter()
+        task.begin_step(batch, device)
+        for phase in task.phases:
+            opt = opts[phase]
+            opt.zero_grad(set_to_none=True)
+            with autocast():
+                out = task.losses(phase)
+            total = sum(weights.get(k, 1.0) * v for k, v in out.items() if k.startswith("loss/"))
+            if not torch.isfinite(total):
+                bad = {k: float(v) for k, v in out.items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()}
+                raise FloatingPointError(f"non-finite loss at step {step}, phase {phase}: {bad or float(total)}")
+            total.backward()
+            params = [p for g in opt.param_groups for p in g["params"]]
+            D.allreduce_grads(params)
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v)
+        n_sum += 1
+        t_data += t1 - t0
+        t_step += time.perf_counter() - t0
+        done = step + 1
+        bar.update()
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            metrics = {f"train/{k}": v / n_sum for k, v in sums.items()}
+            metrics |= {"perf/step_s": t_step / n_sum, "perf/data_s": t_data / n_sum}
+            if device.type == "cuda":
+                metrics["perf/max_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+            if main:
+                log.info("step %d/%d %s", done, cfg.steps, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+                if callback:
+                    callback(done, metrics)
+            sums, n_sum, t_data, t_step = {}, 0, 0.0, 0.0
+        if val_streams and (done % cfg.val_every == 0 or done == cfg.steps) and main:
+            task.eval()
+            val_metrics = {f"val/{k}": v for k, v in task.validate({k: f() for k, f in val_streams.items()}, device).items()}
+            task.train()
+            log.info("step %d val %s", done, " ".join(f"{k}={v:.4g}" for k, v in val_metrics.items()))
+            if callback:
+                callback(done, val_metrics)
+        if cfg.checkpoint and (done % cfg.ckpt_every == 0 or done == cfg.steps) and main:
+            save_checkpoint(cfg.checkpoint, {
+                "step": done, "fingerprint": fp, "task": task.state_dict(),
+                "optim": {k: o.state_dict() for k, o in opts.items()},
+                "streams": {k: [s.current, s.consumed] for k, s in streams.items()},
+                "rng": torch.get_rng_state(),
+            })
+    bar.close()
+    return val_metrics
+
+
+def _resume(task: Task, opts: dict, streams: dict[str, Stream], cfg: LoopConfig, fp: str, device: torch.device) -> int:
+    torch.manual_seed(cfg.seed)
+    if not cfg.checkpoint or not Path(cfg.checkpoint).exists():
+        for s in streams.values():
+            s.start(0, 0)
+        return 0
+    ck = load_checkpoint(cfg.checkpoint, map_location=device)
+    if ck.get("fingerprint") != fp:
+        log.warning("ignoring %s: it was written by a run with other params or data", cfg.checkpoint)
+        for s in streams.values():
+            s.start(0, 0)
+        return 0
+    task.load_state_dict(ck["task"])
+    for k, o in opts.items():
+        o.load_state_dict(ck["optim"][k])
+    for k, s in streams.items():
+        epoch, consumed = ck["streams"][k]
+        s.start(epoch, consumed)
+    torch.set_rng_state(ck["rng"].cpu())
+    log.info("resumed from %s at step %d", cfg.checkpoint, ck["step"])
+    return int(ck["step"])

@@ -1,0 +1,332 @@
+"""The three DAVS training stages as tasks: joint embedding, adversarial disentanglement, generator.
+
+Each step a task first runs its *main* phase (the encoders or the generator, with gradients) and
+stashes detached features / frames; its *adversary* phase (domain discriminator, dis-classifiers,
+temporal discriminator) then trains on that stash, so every network is evaluated once per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from davs.losses import (
+    contrastive_loss,
+    domain_confusion_loss,
+    domain_discriminator_loss,
+    gan_d_loss,
+    gan_g_loss,
+    masked_l1,
+    uniform_mse_loss,
+)
+from davs.models import DAVSConfig, build
+from davs.training.loop import Task
+
+
+def to_images(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [-1, 1]."""
+    return frames.movedim(-1, -3).float().div(127.5).sub(1.0)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, T, D), (B, T) bool -> (B, D) mean over the masked frames."""
+    m = mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (x * m).sum(1) / m.sum(1).clamp_min(1)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(-1) == labels).float().mean()
+
+
+def window(x: torch.Tensor, start: torch.Tensor, size: int) -> torch.Tensor:
+    """Gather ``size`` consecutive steps from (B, T, ...) at per-sample ``start`` -> (B, size, ...)."""
+    idx = start[:, None] + torch.arange(size, device=start.device)[None]  # (B, size)
+    return x[torch.arange(x.shape[0], device=x.device)[:, None], idx]
+
+
+class _DAVSTask(Task):
+    def __init__(self, cfg: DAVSConfig, parts: tuple[str, ...]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.nets = nn.ModuleDict(build(cfg, parts))
+
+    def load_parts(self, state: dict[str, dict[str, torch.Tensor]], parts: tuple[str, ...]) -> None:
+        for p in parts:
+            self.nets[p].load_state_dict(state[p])
+
+    def export(self) -> dict[str, dict[str, torch.Tensor]]:
+        """{component: state_dict} for the stage's model file."""
+        return {k: v.state_dict() for k, v in self.nets.items()}
+
+    def _word_feats(self, lrw: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        n = self.nets
+        return n["Ev_w"](to_images(lrw["frames"])), n["Ea_w"](lrw["mfcc"])  # (B, T, D) each
+
+    def _embedding_losses(self, lrw: dict, v: torch.Tensor, a: torch.Tensor, margin: float) -> dict[str, torch.Tensor]:
+        n, mask, y = self.nets, lrw["mask"], lrw["label"]
+        lv, la = n["Cw"](v, mask), n["Cw"](a, mask)
+        return {
+            "loss/word_video": F.cross_entropy(lv, y),
+            "loss/word_audio": F.cross_entropy(la, y),
+            "loss/contrastive": contrastive_loss(masked_mean(v, mask), masked_mean(a, mask), y, margin),
+            "acc/word_video": accuracy(lv, y).detach(),
+            "acc/word_audio": accuracy(la, y).detach(),
+        }
+
+    def _identity_loss(self, celeb: dict) -> dict[str, torch.Tensor]:
+        logits = self.nets["Cp"](self.nets["Ep"](to_images(celeb["image"])).vector)
+        return {"loss/identity": F.cross_entropy(logits, celeb["label"]),
+                "acc/identity": accuracy(logits, celeb["label"]).detach()}
+
+    @torch.no_grad()
+    def validate(self, batches: dict[str, Any], device: torch.device) -> dict[str, float]:
+        n = self.nets
+        hits = {"word_video": 0.0, "word_audio": 0.0, "identity": 0.0}
+        count = {"lrw": 0, "celeb": 0}
+        for b in batches.get("lrw", []):
+            b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+            v, a = self._word_feats(b)
+            hits["word_video"] += (n["Cw"](v, b["mask"]).argmax(-1) == b["label"]).sum().item()
+            hits["word_audio"] += (n["Cw"](a, b["mask"]).argmax(-1) == b["label"]).sum().item()
+            count["lrw"] += len(b["label"])
+        for b in batches.get("celeb", []):
+            img = to_images(b["image"].to(device))
+            hits["identity"] += (n["Cp"](n["Ep"](img).vector).argmax(-1).cpu() == b["label"]).sum().item()
+            count["celeb"] += len(b["label"])
+        out = {}
+        if count["lrw"]:
+            out |= {"acc/word_video": hits["word_video"] / count["lrw"], "acc/word_audio": hits["word_audio"] / count["lrw"]}
+        if count["celeb"]:
+            out["acc/identity"] = hits["identity"] / count["celeb"]
+        return out
+
+
+@dataclass(frozen=True)
+class JointWeights:
+    lr: float = 2e-3
+    contrastive: float = 1.0
+    margin: float = 1.0
+    domain: float = 0.1
+    identity: float = 1.0
+
+
+class JointTask(_DAVSTask):
+    """Stage 1: identity pretraining (Ep + Cp on MS-Celeb) and the joint audio-visual word embedding
+    (Cw cross-entropy on both modalities, contrastive loss, domain adversary)."""
+
+    phases = ("main", "domain")
+    streams = ("lrw", "celeb")
+    ENCODERS = ("Ev_w", "Ea_w", "Ep", "Cw", "Cp")
+
+    def __init__(self, cfg: DAVSConfig, w: JointWeights = JointWeights()) -> None:
+        super().__init__(cfg, (*self.ENCODERS, "D_domain"))
+        self.w = w
+
+    def phase_params(self, phase: str) -> list[nn.Parameter]:
+        names = self.ENCODERS if phase == "main" else ("D_domain",)
+        return [p for k in names for p in self.nets[k].parameters()]
+
+    def phase_lr(self, phase: str) -> float:
+        return self.w.lr
+
+    def loss_weights(self) -> dict[str, float]:
+        return {"loss/contrastive": self.w.contrastive, "loss/domain_confusion": self.w.domain,
+                "loss/identity": self.w.identity}
+
+    def losses(self, phase: str) -> dict[str, torch.Tensor]:
+        lrw, dd = self.batch["lrw"], self.nets["D_domain"]
+        if phase == "main":
+            v, a = self._word_feats(lrw)
+            out = self._embedding_losses(lrw, v, a, self.w.margin)
+            mask = lrw["mask"]
+            out["loss/domain_confusion"] = domain_confusion_loss(dd(a[mask]), dd(v[mask]))
+            out |= self._identity_loss(self.batch["celeb"])
+            self.cache["va"] = (v[mask].detach(), a[mask].detach())
+            return out
+        v, a = self.cache["va"]
+        la, lv = dd(a), dd(v)
+        acc = 0.5 * ((la > 0).float().mean() + (lv <= 0).float().mean())
+        return {"loss/domain_disc": domain_discriminator_loss(la, lv), "acc/domain_disc": acc.detach()}
+
+
+@dataclass(frozen=True)
+class DisentWeights:
+    lr: float = 5e-4
+    dis_lr: float = 2e-3
+    uniform: float = 1.0
+    keep: float = 1.0
+    margin: float = 1.0
+
+
+class DisentTask(_DAVSTask):
+    """Stage 2: adversarial disentanglement in both directions.
+
+    ``dis`` trains Cw_p (word from identity features, on LRW clips) and Cp_w (identity from word
+    features, on MS-Celeb faces) with cross-entropy on true labels, the encoders frozen. ``enc`` trains
+    the encoders so both dis-classifiers' softmax is uniform (MSE to 1/N), keeping the stage-1 losses.
+    """
+
+    phases = ("enc", "dis")
+    streams = ("lrw", "celeb")
+    ENCODERS = ("Ev_w", "Ea_w", "Ep", "Cw", "Cp")
+
+    def __init__(self, cfg: DAVSConfig, w: DisentWeights = DisentWeights()) -> None:
+        super().__init__(cfg, (*self.ENCODERS, "Cw_p", "Cp_w"))
+        self.w = w
+
+    def phase_params(self, phase: str) -> list[nn.Parameter]:
+        names = self.ENCODERS if phase == "enc" else ("Cw_p", "Cp_w")
+        return [p for k in names for p in self.nets[k].parameters()]
+
+    def phase_lr(self, phase: str) -> float:
+        return self.w.lr if phase == "enc" else self.w.dis_lr
+
+    def loss_weights(self) -> dict[str, float]:
+        k = self.w.keep
+        return {"loss/uniform_word_from_id": self.w.uniform, "loss/uniform_id_from_word": self.w.uniform,
+                "loss/word_video": k, "loss/word_audio": k, "loss/contrastive": k, "loss/identity": k}
+
+    def losses(self, phase: str) -> dict[str, torch.Tensor]:
+        n, lrw, celeb = self.nets, self.batch["lrw"], self.batch["celeb"]
+        if phase == "enc":
+            v, a = self._word_feats(lrw)
+            out = self._embedding_losses(lrw, v, a, self.w.margin)
+            out |= self._identity_loss(celeb)
+            id_seq = n["Ep"].sequence(to_images(lrw["frames"]))  # (B, T, D)
+            word_img = n["Ev_w"](to_images(celeb["image"])[:, None])[:, 0]  # (N, D): word features of a still face
+            out["loss/uniform_word_from_id"] = uniform_mse_loss(n["Cw_p"](id_seq, lrw["mask"]))
+            out["loss/uniform_id_from_word"] = uniform_mse_loss(n["Cp_w"](word_img))
+            self.cache["feats"] = (id_seq.detach(), word_img.detach())
+            return out
+        id_seq, word_img = self.cache["feats"]
+        lw, lp = n["Cw_p"](id_seq, lrw["mask"]), n["Cp_w"](word_img)
+        return {
+            "loss/dis_word_from_id": F.cross_entropy(lw, lrw["label"]),
+            "loss/dis_id_from_word": F.cross_entropy(lp, celeb["label"]),
+            "acc/dis_word_from_id": accuracy(lw, lrw["label"]).detach(),
+            "acc/dis_id_from_word": accuracy(lp, celeb["label"]).detach(),
+        }
+
+    @torch.no_grad()
+    def validate(self, batches: dict[str, Any], device: torch.device) -> dict[str, float]:
+        lrw = list(batches.get("lrw", []))
+        celeb = list(batches.get("celeb", []))
+        out = super().validate({"lrw": lrw, "celeb": celeb}, device)
+        out |= dis_classifier_accuracy(self.nets, lrw, celeb, device)
+        return out
+
+
+@torch.no_grad()
+def dis_classifier_accuracy(nets: nn.ModuleDict, lrw: list, celeb: list, device: torch.device) -> dict[str, float]:
+    """Accuracy of Cw_p (word from identity) and Cp_w (identity from word) on held-out batches."""
+    hw = nw = hp = np_ = 0
+    for b in lrw:
+        frames, mask, y = b["frames"].to(device), b["mask"].to(device), b["label"].to(device)
+        hw += (nets["Cw_p"](nets["Ep"].sequence(to_images(frames)), mask).argmax(-1) == y).sum().item()
+        nw += len(y)
+    for b in celeb:
+        img, y = to_images(b["image"].to(device)), b["label"].to(device)
+        hp += (nets["Cp_w"](nets["Ev_w"](img[:, None])[:, 0]).argmax(-1) == y).sum().item()
+        np_ += len(y)
+    return {"acc/dis_word_from_id": hw / max(1, nw), "acc/dis_id_from_word": hp / max(1, np_)}
+
+
+@dataclass(frozen=True)
+class GenWeights:
+    lr: float = 1e-3
+    d_lr: float = 1e-3
+    l1: float = 1.0
+    mouth: float = 1.0
+    gan: float = 0.01
+    mouth_box: tuple[float, float, float, float] = (0.62, 0.25, 0.95, 0.75)
+
+
+class GenTask(_DAVSTask):
+    """Stage 3: the generator G and the temporal discriminator, encoders frozen.
+
+    A reference frame gives the identity (Ep); per-frame word features come from the audio
+    (audio-driven) or from the video (video-driven). L1 on the face and on the mouth box, both scaled
+    by ``l1``; a temporal GAN over ``window`` consecutive generated frames, conditioned on the audio.
+    """
+
+    phases = ("g", "d")
+    streams = ("lrw",)
+    FROZEN = ("Ev_w", "Ea_w", "Ep")
+
+    def __init__(self, cfg: DAVSConfig, w: GenWeights = GenWeights()) -> None:
+        super().__init__(cfg, (*self.FROZEN, "G", "D_temporal"))
+        self.w = w
+        for k in self.FROZEN:
+            self.nets[k].requires_grad_(False)
+
+    def train(self, mode: bool = True) -> GenTask:
+        super().train(mode)
+        for k in self.FROZEN:  # frozen encoders keep their BatchNorm statistics
+            self.nets[k].eval()
+        return self
+
+    def phase_params(self, phase: str) -> list[nn.Parameter]:
+        return list(self.nets["G" if phase == "g" else "D_temporal"].parameters())
+
+    def phase_lr(self, phase: str) -> float:
+        return self.w.lr if phase == "g" else self.w.d_lr
+
+    def phase_betas(self, phase: str) -> tuple[float, float]:
+        return (0.5, 0.999)
+
+    def loss_weights(self) -> dict[str, float]:
+        return {"loss/l1": self.w.l1, "loss/l1_mouth": self.w.l1 * self.w.mouth, "loss/gan": self.w.gan}
+
+    def generate(self, ref: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+        """ref (B, 3, H, W) reference faces, words (B, W, D) word features -> (B, W, 3, H, W) frames."""
+        b, w = words.shape[:2]
+        idf = self.nets["Ep"](ref)
+        rep = lambda x: x.repeat_interleave(w, 0)  # noqa: E731 - (B, ...) -> (B*W, ...)
+        out = self.nets["G"](rep(idf.fmap), [rep(s) for s in idf.skips], words.flatten(0, 1))  # (B*W, 3, H, W)
+        return out.view(b, w, *out.shape[1:])  # (B, W, 3, H, W)
+
+    def _prepare(self, lrw: dict) -> dict[str, torch.Tensor]:
+        with torch.no_grad():
+            frames = to_images(lrw["frames"])  # (B, T, 3, H, W)
+            v, a = self.nets["Ev_w"](frames), self.nets["Ea_w"](lrw["mfcc"])  # (B, T, D)
+            ws = self.cfg.window
+            ref = frames[torch.arange(len(frames), device=frames.device), lrw["ref"]]  # (B, 3, H, W)
+            return {"ref": ref, "gt": window(frames, lrw["start"], ws), "a": window(a, lrw["start"], ws),
+                    "v": window(v, lrw["start"], ws)}
+
+    def losses(self, phase: str) -> dict[str, torch.Tensor]:
+        dt = self.nets["D_temporal"]
+        if phase == "g":
+            p = self._prepare(self.batch["lrw"])
+            fake = torch.cat([self.generate(p["ref"], p["a"]), self.generate(p["ref"], p["v"])])  # (2B, W, 3, H, W)
+            gt, cond = torch.cat([p["gt"], p["gt"]]), torch.cat([p["a"], p["a"]])
+            self.cache |= {"fake": fake.detach(), "gt": p["gt"], "cond": p["a"], "cond2": cond}
+            return {
+                "loss/l1": masked_l1(fake, gt),
+                "loss/l1_mouth": masked_l1(fake, gt, self.w.mouth_box),
+                "loss/gan": gan_g_loss(dt(fake, cond)),
+            }
+        c = self.cache
+        return {"loss/d_temporal": gan_d_loss(dt(c["gt"], c["cond"]), dt(c["fake"], c["cond2"]))}
+
+    @torch.no_grad()
+    def validate(self, batches: dict[str, Any], device: torch.device) -> dict[str, float]:
+        sums = {"l1_audio": 0.0, "l1_video": 0.0, "l1_copy_ref": 0.0, "l1_mouth_audio": 0.0, "l1_mouth_copy_ref": 0.0}
+        n = 0
+        for b in batches.get("lrw", []):
+            b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+            p = self._prepare(b)
+            fa, fv = self.generate(p["ref"], p["a"]), self.generate(p["ref"], p["v"])
+            copy = p["ref"][:, None].expand_as(p["gt"])
+            k = len(b["label"])
+            sums["l1_audio"] += masked_l1(fa, p["gt"]).item() * k
+            sums["l1_video"] += masked_l1(fv, p["gt"]).item() * k
+            sums["l1_copy_ref"] += masked_l1(copy, p["gt"]).item() * k
+            sums["l1_mouth_audio"] += masked_l1(fa, p["gt"], self.w.mouth_box).item() * k
+            sums["l1_mouth_copy_ref"] += masked_l1(copy, p["gt"], self.w.mouth_box).item() * k
+            n += k
+        return {k: v / max(1, n) for k, v in sums.items()}

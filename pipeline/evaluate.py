@@ -1,0 +1,169 @@
+"""The ``eval`` stage: reports/metrics.json, confusion matrices, a frame grid and mp4 samples."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageDraw
+
+from pipeline import paths
+from pipeline.params import Params
+from pipeline.stages import data_spec, model_config
+
+log = logging.getLogger("davs.eval")
+
+REPORTS = paths.REPORTS
+
+
+def _round(d: dict) -> dict:
+    return {k: (round(v, 5) if isinstance(v, float) else v) for k, v in d.items()}
+
+
+def evaluate(p: Params, device: str = "auto") -> dict:
+    from davs import evaluation as E
+    from davs.data.features import align_audio, mfcc_windows
+    from davs.media import read_audio, write_mp4
+    from davs.training.stages import eval_loaders, load_model
+
+    torch.manual_seed(p.seed)
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    cfg = model_config(p)
+    data = data_spec(p, "joint")
+    data = type(data)(**{**data.__dict__, "batch_size": p.eval.batch_size, "id_batch_size": p.eval.batch_size})
+    ck = {s: load_model(paths.model_file(s), cfg, dev) for s in ("joint", "disent", "gen")}
+    nets = E.load_nets({**ck["disent"]["nets"], **{k: v for k, v in ck["gen"]["nets"].items() if k in ("G",)}}, cfg, dev)
+    joint = E.load_nets(ck["joint"]["nets"], cfg, dev)
+    test = eval_loaders(data, cfg.window, "test", ("lrw", "celeb"))
+    words = json.loads((paths.lrw_shards(p) / "vocab.json").read_text())["words"]
+
+    log.info("eval: features")
+    feats = E.lrw_features(nets, test["lrw"](), dev)
+    feats_joint = E.lrw_features(joint, test["lrw"](), dev)
+    celeb = E.celeb_features(nets, test["celeb"](), dev)
+    celeb_joint = E.celeb_features(joint, test["celeb"](), dev)
+    y = feats["label"].astype(int)
+    m: dict[str, float | int | None] = {"data/test_clips": len(y), "data/test_faces": len(celeb["label"]),
+                                        "data/words": len(words)}
+    for name, logits in (("audio", feats["la"]), ("video", feats["lv"]), ("fused", feats["la"] + feats["lv"])):
+        m[f"word_acc/{name}_top1"] = E.topk(logits, y, 1)
+        m[f"word_acc/{name}_top5"] = E.topk(logits, y, 5)
+    m["word_acc/chance_top1"] = 1.0 / len(words)
+    m["word_acc/chance_top5"] = min(1.0, 5.0 / len(words))
+    m["word_acc/majority"] = E.majority_rate(y)
+    m |= {f"retrieval/{k}": v for k, v in E.retrieval(feats["a"], feats["v"]).items()}
+
+    log.info("eval: leakage probes")
+    after = E.leakage(feats, celeb, p.eval.probe_c, p.seed)
+    before = E.leakage(feats_joint, celeb_joint, p.eval.probe_c, p.seed)
+    for k, v in after.items():
+        m[f"leakage/{k}"] = v
+        m[f"leakage/{k}_joint"] = before[k]
+    m["leakage/word_chance"] = E.majority_rate(y)
+    spk = feats["speaker"][feats["speaker"] >= 0]
+    if len(spk):
+        m["leakage/speaker_chance"] = E.majority_rate(spk)
+    m["leakage/msceleb_identity_chance"] = E.majority_rate(celeb["label"])
+    m["identity/cp_acc_msceleb"] = E.topk(celeb["logits"], celeb["label"].astype(int), 1)
+    m["identity/chance"] = E.majority_rate(celeb["label"])
+
+    log.info("eval: generation")
+    gen = E.generate_test(nets, test["lrw"](), dev)
+    box = tuple(p.data.mouth_box)
+    t = gen.gt.shape[1]
+    flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 - (N, T, H, W, 3) -> (N*T, H, W, 3)
+    copy = np.repeat(gen.ref[:, None], t, 1)
+    for name, pred in (("audio", gen.audio), ("video", gen.video), ("copy_ref", copy)):
+        m |= {f"quality/{name}_{k}": v for k, v in E.image_quality(flat(pred[:, 1:]), flat(gen.gt[:, 1:]), box).items()}
+    m |= {f"sync/{k}": v for k, v in gen.sync.items()}
+    for ds in ("lrw", "msceleb"):
+        q = REPORTS / "data_quality" / f"{ds}.json"
+        if q.exists():
+            qd = json.loads(q.read_text())
+            m[f"data/{ds}_bad"] = qd["bad"]
+            m[f"data/{ds}_total"] = qd["total"]
+    m = _round(m)
+    _write_json(REPORTS / "metrics.json", m)
+
+    plots = REPORTS / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    for name, logits in (("audio", feats["la"]), ("video", feats["lv"])):
+        pd.DataFrame({"actual": [words[i] for i in y], "predicted": [words[i] for i in logits.argmax(1)]}).to_csv(
+            plots / f"confusion_{name}.csv", index=False)
+    _grid(gen, p.eval.grid_rows, REPORTS / "figures" / "grid.png")
+    _samples(p, nets, gen, feats, dev, E, read_audio, align_audio, mfcc_windows, write_mp4)
+    log.info("metrics: %s", json.dumps(m))
+    return m
+
+
+def _write_json(path: Path, d: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(d, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _grid(gen, rows: int, out: Path) -> None:  # noqa: ANN001
+    """Rows of: reference | ground truth | audio-driven | video-driven (5 frames each)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n, t, h, w, _ = gen.gt.shape
+    cols = np.linspace(1, t - 1, 5).astype(int)
+    label_h = 14
+    lines = []
+    for i in np.linspace(0, n - 1, min(rows, n)).astype(int):
+        blocks = [gen.ref[i]] + [np.concatenate([x[i, c] for c in cols], 1) for x in (gen.gt, gen.audio, gen.video)]
+        lines.append(np.concatenate([np.concatenate([b, np.full((h, 4, 3), 255, np.uint8)], 1) for b in blocks], 1))
+    grid = np.concatenate(lines, 0)
+    img = Image.new("RGB", (grid.shape[1], grid.shape[0] + label_h), "white")
+    img.paste(Image.fromarray(grid), (0, label_h))
+    d = ImageDraw.Draw(img)
+    x = 0
+    for title, width in (("ref", w), ("ground truth", 5 * w), ("audio-driven", 5 * w), ("video-driven", 5 * w)):
+        d.text((x + 2, 1), title, fill="black")
+        x += width + 4
+    scale = max(1, 256 // h)
+    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(out)
+
+
+def _samples(p: Params, nets, gen, feats, dev, E, read_audio, align_audio, mfcc_windows, write_mp4) -> None:  # noqa: ANN001
+    """Cross-identity mp4s: the target's face says the driver's audio / mimics the driver's lips."""
+    from davs.training.tasks import to_images
+
+    out = REPORTS / "samples"
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    n = len(gen.keys)
+    if not p.eval.num_samples or n < 2:
+        return
+    root = paths.lrw_root(p)
+    off, t = p.data.frame_offset, gen.gt.shape[1]
+    spk = feats["speaker"]
+    for s in range(min(p.eval.num_samples, n)):
+        i = (s * 7) % n
+        j = next((k for k in range((i + 1) % n, n) if spk[k] != spk[i] or spk[i] < 0), (i + 1) % n)
+        audio = align_audio(read_audio(_source(gen.keys[j], root)), 29)
+        seg = audio[off * 640 : (off + t) * 640]
+        mfcc = torch.from_numpy(mfcc_windows(audio, len(audio) // 640, 25.0, p.data.mfcc_frames, p.data.mfcc_coeffs)[off : off + t]).to(dev)
+        with torch.no_grad():
+            ref = to_images(torch.from_numpy(gen.ref[i]).to(dev))
+            a = nets["Ea_w"](mfcc[None])[0]
+            v = nets["Ev_w"](to_images(torch.from_numpy(gen.gt[j]).to(dev))[None])[0]
+            fa = E._u8(E.drive(nets, ref, a))
+            fv = E._u8(E.drive(nets, ref, v))
+        panel = np.concatenate([np.repeat(gen.ref[i][None], t, 0), gen.gt[j], fa, fv], 2)  # (T, H, 4W, 3)
+        scale = max(1, 128 // panel.shape[1])
+        panel = panel.repeat(scale, 1).repeat(scale, 2)
+        write_mp4(out / f"sample_{s:02d}_{gen.keys[i]}_says_{gen.keys[j]}.mp4", panel, fps=25, audio=seg)
+
+
+def _source(key: str, root: Path) -> Path:
+    """The LRW clip a shard key came from (keys are ``<WORD>_<split>_<NNNNN>``)."""
+    word, split, idx = key.rsplit("_", 2)
+    return root / word / split / f"{word}_{idx}.mp4"

@@ -1,0 +1,156 @@
+"""Thin stage entry points: params.yaml -> typed configs -> the library in ``davs/`` -> files.
+
+Each function is one DVC stage (see dvc.yaml). Metrics and plots leave the library through a
+callback that writes them with dvclive, which lives here and not in ``davs/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from pipeline import paths
+from pipeline.params import Params
+
+log = logging.getLogger("davs")
+
+
+def synth(p: Params) -> dict:
+    """Generate the embedded corpus (skipped when both real dataset paths are set)."""
+    from davs.resources import lrw_words
+    from davs.synth.corpus import CorpusSpec, generate
+
+    out = Path(p.data.corpus_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    if p.data.lrw_root and p.data.msceleb_tsv:
+        (out / "SKIPPED").write_text("data.lrw_root and data.msceleb_tsv point at real data\n")
+        log.info("synth skipped: real data paths are set")
+        return {}
+    s = p.synth
+    spec = CorpusSpec(
+        seed=s.seed, num_words=s.num_words, speakers=s.speakers, test_only_speakers=s.test_only_speakers,
+        train_per_word=s.train_per_word, val_per_word=s.val_per_word, test_per_word=s.test_per_word,
+        msceleb_identities=s.msceleb_identities, msceleb_images=s.msceleb_images, jitter=s.jitter,
+        snr_db=tuple(s.snr_db), workers=s.workers,
+    )
+    return generate(out, lrw_words(), spec)
+
+
+def ingest_lrw(p: Params) -> dict:
+    from davs.data.ingest import LRWIngestConfig, ingest_lrw as run
+    from davs.resources import lrw_words
+
+    i = p.ingest
+    cfg = LRWIngestConfig(
+        crop_box=tuple(p.data.crop_box), image_size=p.data.image_size, mfcc_frames=p.data.mfcc_frames,
+        mfcc_coeffs=p.data.mfcc_coeffs, frame_format=i.frame_format, jpeg_quality=i.jpeg_quality,
+        shard_max_samples=i.shard_max_samples, min_shards=i.min_shards, max_clips_per_word=i.max_clips_per_word,
+        max_bad_fraction=i.max_bad_fraction, workers=i.workers,
+    )
+    return run(paths.lrw_root(p), paths.lrw_shards(p), paths.REPORTS / "data_quality" / "lrw.json", cfg, lrw_words())
+
+
+def ingest_msceleb(p: Params) -> dict:
+    from davs.data.ingest import CelebIngestConfig, ingest_msceleb as run
+
+    i = p.ingest
+    cfg = CelebIngestConfig(
+        image_size=p.data.image_size, jpeg_quality=i.jpeg_quality, min_per_identity=i.msceleb_min_per_identity,
+        max_per_identity=i.msceleb_max_per_identity, val_per_identity=i.msceleb_val_per_identity,
+        test_per_identity=i.msceleb_test_per_identity, shard_max_samples=i.shard_max_samples * 4,
+        min_shards=i.min_shards, max_bad_fraction=i.max_bad_fraction, workers=i.workers,
+    )
+    return run(paths.msceleb_path(p), paths.celeb_shards(p), paths.REPORTS / "data_quality" / "msceleb.json", cfg)
+
+
+def data_spec(p: Params, stage: str):  # noqa: ANN201
+    from davs.training.stages import DataSpec
+
+    s = getattr(p, stage)
+    return DataSpec(
+        lrw_dir=str(paths.lrw_shards(p)), celeb_dir=str(paths.celeb_shards(p)), num_frames=p.data.num_frames,
+        frame_offset=p.data.frame_offset, batch_size=s.batch_size,
+        id_batch_size=getattr(s, "id_batch_size", s.batch_size), num_workers=s.num_workers, seed=p.seed,
+    )
+
+
+def model_config(p: Params):  # noqa: ANN201
+    from davs.training.stages import model_config_for
+
+    m = p.model
+    return model_config_for(
+        data_spec(p, "joint"), image_size=p.data.image_size, feat_dim=m.feat_dim, width=m.width,
+        gen_width=m.gen_width, disc_width=m.disc_width, mfcc_frames=p.data.mfcc_frames,
+        mfcc_coeffs=p.data.mfcc_coeffs, window=m.window, audio_conditioned_disc=m.audio_conditioned_disc,
+    )
+
+
+def loop_config(p: Params, stage: str):  # noqa: ANN201
+    from davs.training.loop import LoopConfig
+
+    s = getattr(p, stage)
+    return LoopConfig(
+        steps=s.steps, optimizer=s.optimizer, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
+        log_every=s.log_every, val_every=s.val_every, ckpt_every=s.ckpt_every, amp=s.amp, compile=s.compile,
+        seed=p.seed, checkpoint=str(paths.CHECKPOINTS / stage / "last.pt"),
+    )
+
+
+class LiveCallback:
+    """dvclive logging of the loop's metrics (step-indexed), rank 0 only."""
+
+    def __init__(self, stage: str) -> None:
+        from dvclive import Live
+
+        self.live = Live(dir=str(paths.DVCLIVE / stage), dvcyaml=None, save_dvc_exp=False, report=None)
+
+    def __call__(self, step: int, metrics: dict[str, float]) -> None:
+        self.live.step = step
+        for k, v in metrics.items():
+            self.live.log_metric(k, float(v), plot=True)
+
+    def close(self) -> None:
+        self.live.end()
+
+
+def train(p: Params, stage: str, device: str = "auto") -> dict:
+    from davs.training import distributed as D
+    from davs.training import stages as S
+    from davs.training.tasks import DisentWeights, GenWeights, JointWeights
+
+    rank, world, dev = D.init_distributed(device)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+    cfg = model_config(p)
+    data, loop = data_spec(p, stage), loop_config(p, stage)
+    out = paths.model_file(stage)
+    cb = LiveCallback(stage) if D.is_main() else None
+    try:
+        if stage == "joint":
+            j = p.joint
+            w = JointWeights(lr=j.lr, contrastive=j.contrastive_weight, margin=j.margin, domain=j.domain_weight,
+                             identity=j.identity_weight)
+            metrics = S.run_joint(data, cfg, loop, w, out, dev, cb)
+        elif stage == "disent":
+            d = p.disent
+            w = DisentWeights(lr=d.lr, dis_lr=d.dis_lr, uniform=d.uniform_weight, keep=d.keep_weight,
+                              margin=p.joint.margin)
+            metrics = S.run_disent(data, cfg, loop, w, paths.model_file("joint"), out, dev, cb)
+        elif stage == "gen":
+            g = p.gen
+            w = GenWeights(lr=g.lr, d_lr=g.d_lr, l1=g.l1_weight, mouth=g.mouth_weight, gan=g.gan_weight,
+                           mouth_box=tuple(p.data.mouth_box))
+            metrics = S.run_gen(data, cfg, loop, w, paths.model_file("disent"), out, dev, cb)
+        else:
+            raise ValueError(f"unknown training stage {stage!r} (joint, disent, gen)")
+    finally:
+        if cb:
+            cb.close()
+        D.cleanup()
+    return metrics

@@ -1,0 +1,65 @@
+import pytest
+import yaml
+
+from pipeline.params import ParamsError, load_params, set_params, validate
+
+from .conftest import ROOT
+
+
+def _raw() -> dict:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+def test_repo_params_load_into_typed_configs():
+    p = load_params(ROOT / "params.yaml")
+    assert isinstance(p.gen.l1_weight, float)
+    assert p.data.crop_box == (40, 48, 160)
+    assert p.ingest.frame_format in ("jpg", "npy")
+
+
+def test_unknown_key_is_named():
+    raw = _raw()
+    raw["gen"]["l1_wieght"] = 3.0
+    with pytest.raises(ParamsError, match=r"gen\.l1_wieght: unknown key"):
+        validate(raw)
+
+
+def test_wrong_type_is_named():
+    raw = _raw()
+    raw["gen"]["l1_weight"] = "ten"
+    with pytest.raises(ParamsError, match=r"gen\.l1_weight"):
+        validate(raw)
+    raw = _raw()
+    raw["joint"]["steps"] = 1.5
+    with pytest.raises(ParamsError, match=r"joint\.steps"):
+        validate(raw)
+
+
+def test_missing_key_and_section_are_named():
+    raw = _raw()
+    del raw["disent"]["dis_lr"]
+    with pytest.raises(ParamsError, match=r"disent\.dis_lr: Field required"):
+        validate(raw)
+    raw = _raw()
+    del raw["eval"]
+    with pytest.raises(ParamsError, match=r"\beval: Field required"):
+        validate(raw)
+
+
+def test_out_of_range_values_rejected():
+    raw = _raw()
+    raw["ingest"]["max_bad_fraction"] = 1.5
+    with pytest.raises(ParamsError, match=r"ingest\.max_bad_fraction"):
+        validate(raw)
+
+
+def test_set_params_validates_and_writes(tmp_path):
+    f = tmp_path / "params.yaml"
+    f.write_text((ROOT / "params.yaml").read_text())
+    set_params(f, {"gen.l1_weight": 10.0})
+    assert load_params(f).gen.l1_weight == 10.0
+    with pytest.raises(ParamsError, match="gen.nope"):
+        set_params(f, {"gen.nope": 1})
+    with pytest.raises(ParamsError, match=r"gen\.l1_weight"):
+        set_params(f, {"gen.l1_weight": "x"})
+    assert load_params(f).gen.l1_weight == 10.0  # the failed writes changed nothing
