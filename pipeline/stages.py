@@ -89,6 +89,7 @@ def model_config(p: Params):  # noqa: ANN201
         data_spec(p, "joint"), image_size=p.data.image_size, feat_dim=m.feat_dim, width=m.width,
         gen_width=m.gen_width, disc_width=m.disc_width, mfcc_frames=p.data.mfcc_frames,
         mfcc_coeffs=p.data.mfcc_coeffs, window=m.window, audio_conditioned_disc=m.audio_conditioned_disc,
+        mouth_box=tuple(p.data.mouth_box),
     )
 
 

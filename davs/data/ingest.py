@@ -26,7 +26,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from davs.data.lrw import SPLITS, BadSample, ClipRef, list_clips, read_clip
-from davs.data.msceleb import FaceRow, decode_row, iter_tsv, read_recordio, row_mid
+from davs.data.msceleb import FaceRow, decode_row, iter_tsv, read_recordio, row_mid, tsv_columns
 from davs.data.shards import AtomicShardWriter, decode_jpg, encode_jpg, encode_jpgs, json_bytes, npy_bytes
 
 log = logging.getLogger(__name__)
@@ -228,7 +228,7 @@ def ingest_lrw(root: str | os.PathLike, out: str | os.PathLike, report: str | os
     return summary
 
 
-def _iter_celeb(path: Path) -> Iterator[tuple[str, str, FaceRow | str]]:
+def _iter_celeb(path: Path, ncols: int = 7) -> Iterator[tuple[str, str, FaceRow | str]]:
     """(identity or "", source, row-or-raw-line) for TSV lines or RecordIO records."""
     if path.suffix == ".rec":
         for key, item in read_recordio(path):
@@ -236,21 +236,21 @@ def _iter_celeb(path: Path) -> Iterator[tuple[str, str, FaceRow | str]]:
             yield ("", src, str(item)) if isinstance(item, BadSample) else (item.mid, src, item)
     else:
         for i, line in iter_tsv(path):
-            yield row_mid(line) or "", f"{path.name}:{i}", line
+            yield row_mid(line, ncols) or "", f"{path.name}:{i}", line
 
 
-def _celeb_sample(args: tuple[str, str | FaceRow, str, int, str, CelebIngestConfig]) -> tuple[str, dict | str]:
-    source, row, key, label, split, cfg = args
+def _celeb_sample(args: tuple[str, str | FaceRow, str, int, str, int, CelebIngestConfig]) -> tuple[str, dict | str]:
+    source, row, key, label, split, ncols, cfg = args
     if label < 0:
         if isinstance(row, str) and row.startswith("record"):
             return source, row  # a RecordIO read error, already worded
         try:
-            decode_row(row, source)
+            decode_row(row, source, ncols)
         except BadSample as e:
             return source, str(e)
         return source, "row has no identity"
     try:
-        face = row if isinstance(row, FaceRow) else decode_row(row, source)
+        face = row if isinstance(row, FaceRow) else decode_row(row, source, ncols)
         img = decode_jpg(face.jpeg)
     except BadSample as e:
         return source, str(e)
@@ -276,8 +276,9 @@ def ingest_msceleb(path: str | os.PathLike, out: str | os.PathLike, report: str 
     if not path.exists():
         raise FileNotFoundError(f"MS-Celeb input {path} not found")
     _prepare(out)
+    ncols = 7 if path.suffix == ".rec" else tsv_columns(path)
     counts: Counter[str] = Counter()
-    for mid, _, _ in tqdm(_iter_celeb(path), desc="count MS-Celeb", unit="row"):
+    for mid, _, _ in tqdm(_iter_celeb(path, ncols), desc="count MS-Celeb", unit="row"):
         if mid:
             counts[mid] += 1
     kept = sorted(m for m, c in counts.items() if c >= cfg.min_per_identity)
@@ -295,9 +296,9 @@ def ingest_msceleb(path: str | os.PathLike, out: str | os.PathLike, report: str 
     seen: Counter[str] = Counter()
 
     def jobs() -> Iterator:
-        for mid, src, row in _iter_celeb(path):
+        for mid, src, row in _iter_celeb(path, ncols):
             if not mid:  # malformed row or record: let the worker say why
-                yield src, row, "", -1, "", cfg
+                yield src, row, "", -1, "", ncols, cfg
                 continue
             if mid not in labels or seen[mid] >= cfg.max_per_identity:
                 continue
@@ -305,7 +306,7 @@ def ingest_msceleb(path: str | os.PathLike, out: str | os.PathLike, report: str 
             seen[mid] += 1
             t, v = cfg.test_per_identity, cfg.val_per_identity
             split = "test" if k < t else "val" if k < t + v else "train"
-            yield src, row, f"{mid.replace('.', '-').replace(':', '-')}_{k:06d}", labels[mid], split, cfg
+            yield src, row, f"{mid.replace('.', '-').replace(':', '-')}_{k:06d}", labels[mid], split, ncols, cfg
 
     rows = []
     workers = cfg.workers or os.cpu_count() or 1

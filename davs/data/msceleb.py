@@ -38,24 +38,30 @@ def iter_tsv(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
                 yield i, line
 
 
-def row_mid(line: str) -> str | None:
+def tsv_columns(path: str | os.PathLike) -> int:
+    """The file's layout from its first row: 7 (aligned faces) or 5 (low-shot ``TrainData_Base.tsv``)."""
+    for _, line in iter_tsv(path):
+        n = len(line.split("\t"))
+        return 5 if n == 5 else 7
+    return 7
+
+
+def row_mid(line: str, ncols: int = 7) -> str | None:
     """The identity of a raw row without decoding it (cheap, for counting); None if malformed."""
     cols = line.split("\t")
-    if len(cols) == 7:
-        return cols[0]
-    if len(cols) == 5:  # low-shot TrainData_Base.tsv: ImageID, FaceData, MID, rank, URL
-        return cols[2]
-    return None
+    if len(cols) != ncols:
+        return None
+    return cols[0] if ncols == 7 else cols[2]  # TrainData_Base: ImageID, FaceData, MID, rank, URL
 
 
-def decode_row(line: str, source: str) -> FaceRow:
+def decode_row(line: str, source: str, ncols: int = 7) -> FaceRow:
     cols = line.split("\t")
-    if len(cols) == 7:
+    if len(cols) != ncols:
+        raise BadSample(f"wrong column count {len(cols)} (expected {ncols})")
+    if ncols == 7:
         mid, rect_b64, face_b64 = cols[0], cols[5], cols[6]
-    elif len(cols) == 5:
-        mid, rect_b64, face_b64 = cols[2], None, cols[1]
     else:
-        raise BadSample(f"wrong column count {len(cols)} (expected 7, or 5 for TrainData_Base)")
+        mid, rect_b64, face_b64 = cols[2], None, cols[1]
     if not mid:
         raise BadSample("empty MID")
     rect = None

@@ -22,7 +22,7 @@ def build(cfg: DAVSConfig, parts: tuple[str, ...] | None = None) -> dict:
     """Instantiate the named DAVS components (all by default) from one config."""
     ep = lambda: IdentityEncoder(cfg.image_size, cfg.width, cfg.feat_dim)  # noqa: E731
     makers = {
-        "Ev_w": lambda: VideoWordEncoder(cfg.image_size, cfg.width, cfg.feat_dim),
+        "Ev_w": lambda: VideoWordEncoder(cfg.image_size, cfg.width, cfg.feat_dim, cfg.mouth_box),
         "Ea_w": lambda: AudioWordEncoder(cfg.mfcc_frames, cfg.mfcc_coeffs, cfg.width, cfg.feat_dim),
         "Ep": ep,
         "Cw": lambda: WordClassifier(cfg.feat_dim, cfg.num_words),

@@ -19,6 +19,7 @@ class DAVSConfig:
     mfcc_frames: int = 20
     mfcc_coeffs: int = 12
     window: int = 5  # frames seen by the temporal discriminator
+    mouth_box: tuple[float, float, float, float] = (0.62, 0.25, 0.95, 0.75)  # relative (y0, x0, y1, x1)
     audio_conditioned_disc: bool = True
 
     @staticmethod
@@ -28,11 +29,11 @@ class DAVSConfig:
                           num_words=num_words, num_ids=num_ids)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "mouth_box": list(self.mouth_box)}
 
     @staticmethod
     def from_dict(d: dict) -> DAVSConfig:
-        return DAVSConfig(**d)
+        return DAVSConfig(**{**d, "mouth_box": tuple(d["mouth_box"])})
 
     @property
     def down_steps(self) -> int:

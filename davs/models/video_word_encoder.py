@@ -1,4 +1,11 @@
-"""Ev_w, the video word encoder of DAVS (Zhou et al., AAAI 2019): face frames -> per-frame word features."""
+"""Ev_w, the video word encoder of DAVS (Zhou et al., AAAI 2019): face frames -> per-frame word features.
+
+Like lip-reading front ends trained on LRW, it reads the mouth region of interest: the relative
+``mouth_box`` of the aligned face (the same box the generator's mouth loss uses) is cut from every
+frame at the face's resolution. Each ROI is stacked with its difference to the previous frame
+(6 channels), which carries the lip motion and cancels static appearance. A small CNN, a linear
+projection, then a residual temporal convolution give one word feature per frame.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +15,41 @@ from torch import nn
 from davs.models.blocks import ConvBlock, TemporalMix, channels
 
 
+def roi_slices(image_size: int, box: tuple[float, float, float, float]) -> tuple[slice, slice]:
+    """Row and column slices of the relative (y0, x0, y1, x1) box on an image_size face."""
+    y0, x0 = int(box[0] * image_size), int(box[1] * image_size)
+    y1, x1 = max(int(box[2] * image_size), y0 + 8), max(int(box[3] * image_size), x0 + 8)
+    return slice(y0, min(y1, image_size)), slice(x0, min(x1, image_size))
+
+
 class VideoWordEncoder(nn.Module):
-    """A per-frame CNN down to 4x4, a linear projection, then a residual temporal convolution.
+    """Mouth ROI (+ frame difference) -> CNN -> pooled 3x4 grid -> linear -> temporal mixing."""
 
-    Each frame is stacked with its difference to the previous frame (6 channels): the difference
-    carries the lip motion and cancels most of the static identity, which makes the word readable
-    after far fewer steps than raw frames alone.
-    """
-
-    def __init__(self, image_size: int = 64, width: int = 32, feat_dim: int = 128) -> None:
+    def __init__(
+        self,
+        image_size: int = 64,
+        width: int = 32,
+        feat_dim: int = 128,
+        mouth_box: tuple[float, float, float, float] = (0.62, 0.25, 0.95, 0.75),
+    ) -> None:
         super().__init__()
-        layers, ch, s, i = [], 6, image_size, 0
-        while s > 4:
-            out = channels(width, i)
+        self.rows, self.cols = roi_slices(image_size, mouth_box)
+        h = self.rows.stop - self.rows.start
+        layers, ch, i = [ConvBlock(6, width)], width, 0
+        while h > 6:
+            out = channels(width, i + 1)
             layers.append(ConvBlock(ch, out, 2))
-            ch, s, i = out, s // 2, i + 1
-        self.cnn = nn.Sequential(*layers)
-        self.proj = nn.Linear(ch * 4 * 4, feat_dim)
+            ch, h, i = out, (h + 1) // 2, i + 1
+        self.cnn = nn.Sequential(*layers, nn.AdaptiveAvgPool2d((3, 4)))
+        self.proj = nn.Linear(ch * 3 * 4, feat_dim)
         self.temporal = TemporalMix(feat_dim)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, T, 3, H, W) in [-1, 1] -> (B, T, D)."""
+        """frames (B, T, 3, H, W) in [-1, 1] -> (B, T, D). A still image is T = 1."""
         b, t = frames.shape[:2]
-        prev = torch.cat([frames[:, :1], frames[:, :-1]], 1)  # (B, T, 3, H, W), first frame repeated
-        x = torch.cat([frames, frames - prev], 2)  # (B, T, 6, H, W)
-        x = self.cnn(x.flatten(0, 1))  # (B*T, C, 4, 4)
+        roi = frames[..., self.rows, self.cols]  # (B, T, 3, h, w)
+        prev = torch.cat([roi[:, :1], roi[:, :-1]], 1)  # (B, T, 3, h, w), first frame repeated
+        x = torch.cat([roi, roi - prev], 2)  # (B, T, 6, h, w)
+        x = self.cnn(x.flatten(0, 1))  # (B*T, C, 3, 4)
         x = self.proj(x.flatten(1)).view(b, t, -1)  # (B, T, D)
         return self.temporal(x)

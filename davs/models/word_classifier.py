@@ -12,7 +12,7 @@ class TemporalClassifier(nn.Module):
     def __init__(self, feat_dim: int = 128, num_classes: int = 500, hidden: int = 128) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv1d(feat_dim, hidden, 3, padding=1), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+            nn.Conv1d(feat_dim, hidden, 3, padding=1), nn.GroupNorm(8, hidden), nn.ReLU(inplace=True),
             nn.Conv1d(hidden, hidden, 3, padding=1), nn.ReLU(inplace=True),
         )
         self.fc = nn.Linear(hidden, num_classes)

@@ -170,7 +170,7 @@ def train(
                 out = task.losses(phase)
             total = sum(weights.get(k, 1.0) * v for k, v in out.items() if k.startswith("loss/"))
             if not torch.isfinite(total):
-                bad = {k: float(v) for k, v in out.items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()}
+                bad = {k: float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()}
                 raise FloatingPointError(f"non-finite loss at step {step}, phase {phase}: {bad or float(total)}")
             total.backward()
             params = [p for g in opt.param_groups for p in g["params"]]

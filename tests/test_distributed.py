@@ -1,0 +1,20 @@
+"""DDP through torchrun on CPU (gloo): shards split by node, identical weights on every rank."""
+
+import json
+import subprocess
+import sys
+
+from .conftest import ROOT
+
+
+def test_torchrun_two_processes_gloo(shards, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           str(ROOT / "tests" / "ddp_script.py"), str(shards / "lrw"), str(shards / "msceleb"), str(tmp_path)]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    assert all(x["world"] == 2 for x in ranks)
+    k0, k1 = set(ranks[0]["keys"]), set(ranks[1]["keys"])
+    assert len(k0) == len(k1) == 3 and not (k0 & k1), "split_by_node must give each rank its own shards"
+    assert len(ranks[0]["keys"]) == len(ranks[1]["keys"]), "with_epoch: equal batches per rank"
+    assert ranks[0]["checksum"] == ranks[1]["checksum"], "gradients are all-reduced: weights stay identical"

@@ -1,0 +1,202 @@
+"""Ingestion: bad inputs are skipped, counted and reported; shards are atomic, deterministic, faithful."""
+
+import base64
+import hashlib
+import json
+import shutil
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from davs.data.features import align_audio, mfcc_windows, word_mask
+from davs.data.ingest import IngestError, ingest_lrw, ingest_msceleb
+from davs.data.loader import LRWDecode, _decode_celeb, make_loader
+from davs.data.lrw import BadSample, list_clips, parse_duration, read_clip
+from davs.data.msceleb import decode_row, read_recordio, write_recordio
+from davs.media import write_mp4
+from davs.resources import lrw_words
+
+from .conftest import CELEB_CFG, LRW_CFG
+
+
+def _sha(paths):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(paths)}
+
+
+@pytest.fixture
+def broken_lrw(corpus, tmp_path) -> Path:
+    """A copy of the tiny LRW tree with one clip broken in each way ingestion must survive."""
+    root = tmp_path / "lipread_mp4"
+    shutil.copytree(corpus / "lipread_mp4", root)
+    train = sorted((root / "ABOUT" / "train").glob("*.mp4"))
+    # corrupt: random bytes; truncated: first half of a real file
+    train[0].write_bytes(np.random.default_rng(0).bytes(5000))
+    data = train[1].read_bytes()
+    train[1].write_bytes(data[: len(data) // 2])
+    # no audio track
+    frames = np.zeros((29, 256, 256, 3), np.uint8)
+    write_mp4(train[2], frames)
+    # wrong frame count
+    write_mp4(train[3], frames[:20], audio=np.zeros(20 * 640, np.float32))
+    # missing and unreadable .txt
+    train[4].with_suffix(".txt").unlink()
+    (root / "MONEY" / "train" / "MONEY_00001.txt").write_text("Text:  MONEY\nConf:  3\n\nno duration here\n")
+    return root
+
+
+def test_lrw_bad_inputs_are_skipped_counted_and_listed(broken_lrw, tmp_path):
+    report = tmp_path / "dq.json"
+    cfg = type(LRW_CFG)(**{**LRW_CFG.__dict__, "max_bad_fraction": 0.5})
+    summary = ingest_lrw(broken_lrw, tmp_path / "shards", report, cfg, lrw_words())
+    q = json.loads(report.read_text())
+    assert q["total"] == 33 and q["bad"] == 6 and q["passed"]
+    reasons = {Path(b["item"]).name: b["reason"] for b in q["bad_items"]}
+    assert reasons["ABOUT_00001.mp4"].startswith("corrupt mp4")
+    assert reasons["ABOUT_00002.mp4"].startswith(("corrupt mp4", "truncated", "wrong frame count", "audio too short"))
+    assert reasons["ABOUT_00003.mp4"].startswith("missing or corrupt audio")
+    assert reasons["ABOUT_00004.mp4"].startswith("wrong frame count 20")
+    assert reasons["ABOUT_00005.mp4"] == "missing .txt"
+    assert "Duration" in reasons["MONEY_00001.mp4"]
+    assert sum(summary["samples"].values()) == 27
+    assert not list((tmp_path / "shards").glob(".*")), "no temporary files may remain"
+
+
+def test_lrw_fails_past_the_bad_fraction_but_writes_the_report(broken_lrw, tmp_path):
+    report = tmp_path / "dq.json"
+    with pytest.raises(IngestError, match="6/33 inputs bad"):
+        ingest_lrw(broken_lrw, tmp_path / "shards", report, LRW_CFG, lrw_words())
+    assert json.loads(report.read_text())["passed"] is False
+
+
+def test_msceleb_bad_rows(corpus, tmp_path):
+    lines = (corpus / "msceleb" / "FaceImageCroppedWithAlignment.tsv").read_text().splitlines()
+    cols = lines[0].split("\t")
+    bad = [
+        "\t".join(cols[:5]),  # wrong column count
+        "\t".join(cols[:6] + ["!!notbase64!!"]),  # bad base64
+        "\t".join(cols[:6] + [base64.b64encode(b"GIF89a not a jpeg").decode()]),  # not a JPEG
+        "\t".join(cols[:5] + ["AAAA"] + cols[6:]),  # rectangle of 3 bytes
+    ]
+    tsv = tmp_path / "faces.tsv"
+    tsv.write_text("\n".join(lines[:10] + bad + lines[10:]) + "\n")
+    report = tmp_path / "dq.json"
+    cfg = type(CELEB_CFG)(**{**CELEB_CFG.__dict__, "max_bad_fraction": 0.2})
+    summary = ingest_msceleb(tsv, tmp_path / "shards", report, cfg)
+    q = json.loads(report.read_text())
+    assert q["bad"] == 4 and q["total"] == len(lines) + 4
+    kinds = sorted(b["reason"] for b in q["bad_items"])
+    assert any(k.startswith("wrong column count 5") for k in kinds)
+    assert any(k == "bad base64 in FaceData" for k in kinds)
+    assert any(k == "FaceData is not a JPEG" for k in kinds)
+    assert any(k.startswith("FaceRectangle is 3 bytes") for k in kinds)
+    assert all(":" in b["item"] for b in q["bad_items"])  # file:line
+    assert sum(summary["samples"].values()) == len(lines)
+    cfg = type(CELEB_CFG)(**{**CELEB_CFG.__dict__, "max_bad_fraction": 0.01})
+    with pytest.raises(IngestError):
+        ingest_msceleb(tsv, tmp_path / "shards2", tmp_path / "dq2.json", cfg)
+
+
+def test_msceleb_identity_caps_and_splits(shards):
+    man = (shards / "msceleb" / "manifest.csv").read_text().splitlines()[1:]
+    per = {}
+    for row in man:
+        key, mid, label, split, shard = row.split(",")
+        per.setdefault(mid, []).append(split)
+    assert len(per) == 4
+    for splits in per.values():
+        assert splits.count("test") == 2 and splits.count("val") == 2 and splits.count("train") == 4
+
+
+def test_recordio_reader(tmp_path, corpus):
+    line = (corpus / "msceleb" / "FaceImageCroppedWithAlignment.tsv").read_text().splitlines()[0]
+    jpeg = decode_row(line, "x").jpeg
+    write_recordio(tmp_path / "train.rec", [(0, jpeg), (0, jpeg), (1, jpeg), (1, b"notajpeg")])
+    items = list(read_recordio(tmp_path / "train.rec"))
+    good = [x for _, x in items if not isinstance(x, BadSample)]
+    bad = [x for _, x in items if isinstance(x, BadSample)]
+    assert [g.mid for g in good] == ["rec:0", "rec:0", "rec:1"]
+    assert len(bad) == 1 and "not a JPEG" in str(bad[0])
+
+
+def test_rerun_gives_identical_shards_and_no_partial_file(corpus, tmp_path):
+    out = tmp_path / "a"
+    ingest_lrw(corpus / "lipread_mp4", out, tmp_path / "dq.json", LRW_CFG, lrw_words())
+    first = _sha(out.glob("*.tar"))
+    # an interrupted run leaves a temp file; the rerun cleans it and rewrites the same bytes
+    (out / ".train-000000.tar.tmp").write_bytes(b"partial")
+    (out / "train-000000.tar").write_bytes(b"stale")
+    ingest_lrw(corpus / "lipread_mp4", out, tmp_path / "dq.json", LRW_CFG, lrw_words())
+    assert _sha(out.glob("*.tar")) == first
+    assert not list(out.glob(".*"))
+    assert len(first) >= 2 * 3  # at least min_shards per split
+    for tar in out.glob("*.tar"):
+        with tarfile.open(tar) as t:
+            names = t.getnames()
+        assert names and all("." not in n.split(".")[0] for n in names)
+
+
+def test_loader_yields_what_the_reader_read(corpus, shards):
+    refs = [r for r in list_clips(corpus / "lipread_mp4") if r.split == "val"]
+    loader, _ = make_loader(str(shards / "lrw" / "val-*.tar"), LRWDecode(25, 2, 5, 0, None, False), batch_size=4,
+                            train=False, num_samples=len(refs))
+    batches = list(loader)
+    got = {k: i for b in batches for i, k in enumerate(b["key"])}
+    assert sorted(got) == sorted(r.key for r in refs)
+    b0 = batches[0]
+    ref = next(r for r in refs if r.key == b0["key"][0])
+    clip = read_clip(ref, LRW_CFG.crop_box, LRW_CFG.image_size)
+    np.testing.assert_array_equal(b0["mfcc"][0].numpy(), clip.mfcc[2:27])
+    np.testing.assert_array_equal(b0["mask"][0].numpy(), clip.mask[2:27])
+    diff = b0["frames"][0].numpy().astype(float) - clip.frames[2:27].astype(float)
+    psnr = 10 * np.log10(255**2 / np.mean(diff**2))
+    assert psnr > 30  # JPEG at quality 92, 4:4:4 (the exact frames are the npy format's)
+    assert b0["frames"].shape == (4, 25, 32, 32, 3) and b0["mfcc"].shape == (4, 25, 20, 12)
+
+
+def test_train_loader_is_seeded_and_balanced(shards):
+    def keys(seed):
+        loader, n = make_loader(str(shards / "lrw" / "train-*.tar"), LRWDecode(25, 2, 5, seed, None, True),
+                                batch_size=4, train=True, num_samples=18, seed=seed)
+        return [k for b in loader for k in b["key"]], n
+
+    a, n = keys(0)
+    assert len(a) == 4 * n and n == 5
+    assert keys(0)[0] == a
+    assert keys(1)[0] != a
+
+
+def test_too_few_shards_for_workers_is_an_error(shards):
+    with pytest.raises(ValueError, match="shards < workers x ranks"):
+        make_loader(str(shards / "msceleb" / "val-*.tar"), _decode_celeb, batch_size=2, train=True, num_samples=8,
+                    num_workers=4, world_size=2)
+
+
+def test_mfcc_windows_are_centred_on_frames():
+    audio = np.zeros(29 * 640, np.float32)
+    i = 14  # put a 1 kHz burst on frame 14's centre
+    c = int((i + 0.5) * 640)
+    audio[c - 200 : c + 200] = np.sin(np.arange(400) / 16000 * 2 * np.pi * 1000)
+    m = mfcc_windows(audio, 29)
+    assert m.shape == (29, 20, 12)
+    energy = np.abs(m[i]).sum(1)
+    assert abs(int(np.argmax(energy)) - 10) <= 2  # the burst sits at the middle of its own window
+    assert np.abs(m[i]).sum() > np.abs(m[0]).sum()
+
+
+def test_align_audio_and_word_mask():
+    assert align_audio(np.ones(19456), 29).shape == (18560,)
+    a = align_audio(np.ones(100), 29)
+    assert a[:100].sum() == 100 and a[100:].sum() == 0
+    m = word_mask(29, 0.53)
+    assert m.sum() == 2 * 7 + 1 and m[14] and not m[0]
+
+
+def test_parse_duration(tmp_path):
+    f = tmp_path / "X.txt"
+    f.write_text("Text:  ABOUT\nConf:  4\n\nABOUT 0.1 0.5 0.0\nDuration: 0.53 seconds\n")
+    assert parse_duration(f) == 0.53
+    f.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(BadSample):
+        parse_duration(f)

@@ -1,0 +1,91 @@
+"""Every DAVS component: shapes at the CPU default and at the paper's size, and gradient flow."""
+
+import pytest
+import torch
+
+from davs.models import DAVSConfig, build
+from davs.losses import contrastive_loss, domain_confusion_loss, masked_l1, uniform_mse_loss
+
+SMALL = DAVSConfig(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, num_words=7, num_ids=5, window=3)
+
+
+def _inputs(cfg: DAVSConfig, b: int = 2, t: int = 6):
+    s = cfg.image_size
+    return torch.randn(b, t, 3, s, s), torch.randn(b, t, cfg.mfcc_frames, cfg.mfcc_coeffs)
+
+
+@pytest.mark.parametrize("cfg", [SMALL, DAVSConfig(num_words=20, num_ids=40)], ids=["tiny", "default"])
+def test_component_shapes(cfg):
+    m = build(cfg)
+    frames, mfcc = _inputs(cfg)
+    b, t = frames.shape[:2]
+    v, a = m["Ev_w"](frames), m["Ea_w"](mfcc)
+    assert v.shape == a.shape == (b, t, cfg.feat_dim)
+    assert m["Ev_w"](frames[:, :1]).shape == (b, 1, cfg.feat_dim)  # a still face
+    idf = m["Ep"](frames[:, 0])
+    assert idf.vector.shape == (b, cfg.feat_dim) and idf.fmap.shape[-1] == 8
+    assert m["Ep"].sequence(frames).shape == (b, t, cfg.feat_dim)
+    assert m["Cw"](v).shape == m["Cw"](a, torch.ones(b, t, dtype=torch.bool)).shape == (b, cfg.num_words)
+    assert m["Cp"](idf.vector).shape == (b, cfg.num_ids)
+    assert m["D_domain"](v).shape == (b, t)
+    assert m["Cw_p"](m["Ep"].sequence(frames)).shape == (b, cfg.num_words)
+    assert m["Cp_w"](v[:, 0]).shape == (b, cfg.num_ids)
+    img = m["G"](idf.fmap, idf.skips, a[:, 0])
+    assert img.shape == (b, 3, cfg.image_size, cfg.image_size) and img.abs().max() <= 1
+    clip = frames[:, : cfg.window]
+    assert m["D_temporal"](clip, a[:, : cfg.window]).shape == (b,)
+
+
+def test_davs_size_preset_builds_the_paper_networks():
+    cfg = DAVSConfig.davs_size()
+    assert (cfg.image_size, cfg.feat_dim, cfg.num_words) == (256, 256, 500)
+    m = build(cfg, ("Ep", "G", "Ev_w"))
+    with torch.no_grad():
+        idf = m["Ep"](torch.randn(1, 3, 256, 256))
+        assert m["G"](idf.fmap, idf.skips, torch.randn(1, 256)).shape == (1, 3, 256, 256)
+        assert m["Ev_w"](torch.randn(1, 2, 3, 256, 256)).shape == (1, 2, 256)
+
+
+def test_config_round_trip():
+    assert DAVSConfig.from_dict(SMALL.to_dict()) == SMALL
+
+
+def test_every_parameter_gets_a_gradient():
+    m = build(SMALL)
+    frames, mfcc = _inputs(SMALL)
+    v, a = m["Ev_w"](frames), m["Ea_w"](mfcc)
+    idf = m["Ep"](frames[:, 0])
+    loss = (m["Cw"](v).sum() + m["Cw"](a).sum() + m["Cp"](idf.vector).sum() + m["D_domain"](v).sum()
+            + m["Cw_p"](m["Ep"].sequence(frames)).sum() + m["Cp_w"](v[:, 0]).sum()
+            + m["G"](idf.fmap, idf.skips, a[:, 0]).sum() + m["D_temporal"](frames[:, :3], a[:, :3]).sum())
+    loss.backward()
+    for name, net in m.items():
+        missing = [n for n, p in net.named_parameters() if p.grad is None]
+        assert not missing, f"{name}: no gradient for {missing}"
+
+
+def test_uniform_mse_is_zero_only_at_uniform():
+    assert uniform_mse_loss(torch.zeros(4, 10)).item() == pytest.approx(0, abs=1e-7)
+    peaked = torch.zeros(4, 10)
+    peaked[:, 3] = 10
+    assert uniform_mse_loss(peaked).item() > 0.5
+
+
+def test_contrastive_loss_pulls_pairs_and_pushes_other_words():
+    v = torch.eye(4)
+    assert contrastive_loss(v, v.clone(), torch.arange(4)).item() == pytest.approx(0, abs=1e-6)  # orthogonal: dist sqrt2 > 1
+    same = torch.ones(4, 4)
+    assert contrastive_loss(same, same, torch.arange(4)).item() == pytest.approx(1.0)  # all negatives at distance 0
+    assert contrastive_loss(same, same, torch.zeros(4, dtype=torch.long)).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_domain_confusion_minimal_at_half():
+    assert domain_confusion_loss(torch.zeros(5), torch.zeros(5)).item() == pytest.approx(0)
+    assert domain_confusion_loss(torch.full((5,), 5.0), torch.full((5,), -5.0)).item() > 0.9
+
+
+def test_masked_l1_box():
+    a, b = torch.zeros(1, 3, 10, 10), torch.zeros(1, 3, 10, 10)
+    b[..., 6:, 2:8] = 1
+    assert masked_l1(a, b, (0.6, 0.2, 1.0, 0.8)).item() == pytest.approx(1.0)
+    assert masked_l1(a, b).item() == pytest.approx(0.24)

@@ -1,0 +1,134 @@
+"""The three stages train, checkpoint, resume after a kill to the same weights, and guard against NaN."""
+
+import math
+from dataclasses import replace
+
+import pytest
+import torch
+
+from davs.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from davs.training.loop import LoopConfig
+from davs.training.stages import DataSpec, load_model, model_config_for, run_disent, run_gen, run_joint
+from davs.training.tasks import DisentWeights, GenWeights, JointTask, JointWeights
+
+CPU = torch.device("cpu")
+SIZES = dict(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, window=3)
+
+
+def _data(shards, **kw):
+    return DataSpec(str(shards / "lrw"), str(shards / "msceleb"), batch_size=4, id_batch_size=8, num_workers=0, **kw)
+
+
+@pytest.fixture(scope="module")
+def trained(shards, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    data = _data(shards)
+    cfg = model_config_for(data, **SIZES)
+    loop = LoopConfig(steps=6, log_every=3, val_every=6, ckpt_every=3)
+    logged = []
+    m1 = run_joint(data, cfg, loop, JointWeights(), out / "joint.pt", CPU, lambda s, m: logged.append((s, m)))
+    m2 = run_disent(data, cfg, replace(loop), DisentWeights(), out / "joint.pt", out / "disent.pt", CPU)
+    m3 = run_gen(data, cfg, replace(loop, optimizer="adam"), GenWeights(), out / "disent.pt", out / "gen.pt", CPU)
+    return out, cfg, (m1, m2, m3), logged
+
+
+def test_stages_write_models_that_load_weights_only(trained):
+    out, cfg, (m1, m2, m3), logged = trained
+    for stage in ("joint", "disent", "gen"):
+        ck = torch.load(out / f"{stage}.pt", weights_only=True)
+        assert ck["stage"] == stage and ck["model_config"] == cfg.to_dict()
+    assert {"Ev_w", "Ea_w", "Ep", "Cw", "Cp", "D_domain"} <= set(load_model(out / "joint.pt")["nets"])
+    assert {"Cw_p", "Cp_w"} <= set(load_model(out / "disent.pt")["nets"])
+    assert {"G", "D_temporal"} <= set(load_model(out / "gen.pt")["nets"])
+    assert "val/acc/word_audio" in m1 and "val/acc/dis_word_from_id" in m2 and "val/l1_copy_ref" in m3
+    assert all(math.isfinite(v) for m in (m1, m2, m3) for v in m.values())
+    steps = [s for s, m in logged if "train/loss/word_video" in m]
+    assert steps == [3, 6]
+    assert all(k.startswith(("train/", "perf/")) for s, m in logged if s == 3 for k in m)
+
+
+def test_disent_starts_from_joint_encoders(trained):
+    out = trained[0]
+    j, d = load_model(out / "joint.pt")["nets"], load_model(out / "disent.pt")["nets"]
+    g = load_model(out / "gen.pt")["nets"]
+    # gen freezes the encoders it took from disent
+    for k, v in d["Ep"].items():
+        assert torch.equal(v, g["Ep"][k])
+    assert any(not torch.equal(v, d["Ev_w"][k]) for k, v in j["Ev_w"].items())  # disent trained them further
+
+
+def test_model_mismatch_is_a_clear_error(trained):
+    out, cfg, *_ = trained
+    with pytest.raises(CheckpointError, match="feat_dim: checkpoint 32 vs configured 64"):
+        load_model(out / "joint.pt", replace(cfg, feat_dim=64))
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(out / "nope.pt", cfg)
+    (out / "junk.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        load_model(out / "junk.pt", cfg)
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(shards, tmp_path):
+    data = _data(shards)
+    cfg = model_config_for(data, **SIZES)
+
+    def run(steps, ckpt, out):
+        loop = LoopConfig(steps=steps, log_every=2, val_every=100, ckpt_every=2, checkpoint=str(ckpt))
+        run_joint(data, cfg, loop, JointWeights(), out, CPU)
+        return load_model(out)["nets"]
+
+    straight = run(6, tmp_path / "a" / "last.pt", tmp_path / "a.pt")
+    run(4, tmp_path / "b" / "last.pt", tmp_path / "b4.pt")  # "killed" after step 4 (its last checkpoint)
+    ck = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert ck["step"] == 4
+    resumed = run(6, tmp_path / "b" / "last.pt", tmp_path / "b.pt")
+    for part in straight:
+        for k, v in straight[part].items():
+            torch.testing.assert_close(v, resumed[part][k], msg=f"{part}.{k} differs after resume")
+    # a checkpoint written with other params is not resumed from
+    other = replace(cfg, feat_dim=16)
+    loop = LoopConfig(steps=2, ckpt_every=2, val_every=100, checkpoint=str(tmp_path / "b" / "last.pt"))
+    run_joint(data, other, loop, JointWeights(), tmp_path / "c.pt", CPU)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2
+
+
+def test_same_seed_same_result(shards, tmp_path):
+    data = _data(shards)
+    cfg = model_config_for(data, **SIZES)
+    outs = []
+    for i in range(2):
+        run_joint(data, cfg, LoopConfig(steps=3, val_every=100, seed=5), JointWeights(), tmp_path / f"{i}.pt", CPU)
+        outs.append(load_model(tmp_path / f"{i}.pt")["nets"])
+    for part in outs[0]:
+        for k, v in outs[0][part].items():
+            assert torch.equal(v, outs[1][part][k]), f"{part}.{k}"
+
+
+def test_nan_guard_stops_the_run(shards, tmp_path, monkeypatch):
+    data = _data(shards)
+    cfg = model_config_for(data, **SIZES)
+    orig = JointTask.losses
+
+    def poisoned(self, phase):
+        out = orig(self, phase)
+        if phase == "main":
+            out["loss/identity"] = out["loss/identity"] * float("nan")
+        return out
+
+    monkeypatch.setattr(JointTask, "losses", poisoned)
+    with pytest.raises(FloatingPointError, match="non-finite loss at step 0, phase main.*loss/identity"):
+        run_joint(data, cfg, LoopConfig(steps=2, val_every=100), JointWeights(), tmp_path / "x.pt", CPU)
+
+
+def test_bf16_autocast_step_runs_on_cpu(shards, tmp_path):
+    data = _data(shards)
+    cfg = model_config_for(data, **SIZES)
+    loop = LoopConfig(steps=2, val_every=100, amp=True, amp_on_cpu=True)
+    metrics = run_joint(data, cfg, loop, JointWeights(), tmp_path / "amp.pt", CPU)
+    assert all(math.isfinite(v) for v in metrics.values())
+
+
+def test_atomic_checkpoint_write(tmp_path):
+    save_checkpoint(tmp_path / "c.pt", {"w": torch.ones(2)})
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+    assert torch.equal(load_checkpoint(tmp_path / "c.pt")["w"], torch.ones(2))
