@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -90,31 +89,37 @@ def retrieval(a: np.ndarray, v: np.ndarray) -> dict[str, float]:
             "chance_median_rank": (len(a) + 1) / 2}
 
 
-def probe(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> float | None:
-    """Held-out accuracy of a linear probe (half the samples fit, half scored, stratified)."""
-    classes, counts = np.unique(y, return_counts=True)
-    if len(classes) < 2 or counts.min() < 2:
+def probe(x_fit: np.ndarray, y_fit: np.ndarray, x_eval: np.ndarray, y_eval: np.ndarray, c: float) -> float | None:
+    """Accuracy on (x_eval, y_eval) of a logistic-regression probe fitted on (x_fit, y_fit).
+
+    Evaluation samples whose class the probe never saw are left out (e.g. test-only speakers).
+    """
+    seen = np.isin(y_eval, np.unique(y_fit))
+    if len(np.unique(y_fit)) < 2 or seen.sum() == 0:
         return None
-    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.5, random_state=seed, stratify=y)
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000))
-    clf.fit(xtr, ytr)
-    return float(clf.score(xte, yte))
+    clf.fit(x_fit, y_fit)
+    return float(clf.score(x_eval[seen], y_eval[seen]))
 
 
-def leakage(feats: dict[str, np.ndarray], celeb: dict[str, np.ndarray], c: float, seed: int) -> dict[str, float | None]:
-    """Linear-probe accuracies: what identity features say about words and word features about identity."""
+def leakage(fit: dict[str, np.ndarray], ev: dict[str, np.ndarray], celeb_fit: dict[str, np.ndarray],
+            celeb_ev: dict[str, np.ndarray], c: float) -> dict[str, float | None]:
+    """Linear-probe accuracies: what identity features say about words and word features about identity.
+
+    Probes are fitted on one held-out split (val) and scored on another (test). In the embedded
+    corpus every speaker says every word in val, so word and speaker are independent there: a probe
+    cannot read the word from identity features by recognising the speaker, nor the reverse.
+    """
     out = {
-        "word_from_identity": probe(feats["id"], feats["label"], c, seed),
-        "word_from_video_word": probe(feats["v"], feats["label"], c, seed),  # reference: the word space itself
-        "identity_from_word_msceleb": probe(celeb["word"], celeb["label"], c, seed),
-        "identity_from_identity_msceleb": probe(celeb["id"], celeb["label"], c, seed),  # reference
+        "word_from_identity": probe(fit["id"], fit["label"], ev["id"], ev["label"], c),
+        "word_from_video_word": probe(fit["v"], fit["label"], ev["v"], ev["label"], c),  # reference
+        "identity_from_word_msceleb": probe(celeb_fit["word"], celeb_fit["label"], celeb_ev["word"], celeb_ev["label"], c),
+        "identity_from_identity_msceleb": probe(celeb_fit["id"], celeb_fit["label"], celeb_ev["id"], celeb_ev["label"], c),
     }
-    known = feats["speaker"] >= 0
-    if known.sum() > 0:
-        spk = feats["speaker"][known]
-        out["identity_from_word_video"] = probe(feats["v"][known], spk, c, seed)
-        out["identity_from_word_audio"] = probe(feats["a"][known], spk, c, seed)
-        out["identity_from_identity"] = probe(feats["id"][known], spk, c, seed)
+    kf, ke = fit["speaker"] >= 0, ev["speaker"] >= 0
+    if kf.sum() and ke.sum():
+        for name, key in (("identity_from_word_video", "v"), ("identity_from_word_audio", "a"), ("identity_from_identity", "id")):
+            out[name] = probe(fit[key][kf], fit["speaker"][kf], ev[key][ke], ev["speaker"][ke], c)
     return out
 
 

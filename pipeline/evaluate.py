@@ -37,10 +37,12 @@ def evaluate(p: Params, device: str = "auto") -> dict:
     cfg = model_config(p)
     data = data_spec(p, "joint")
     data = type(data)(**{**data.__dict__, "batch_size": p.eval.batch_size, "id_batch_size": p.eval.batch_size})
-    ck = {s: load_model(paths.model_file(s), cfg, dev) for s in ("joint", "disent", "gen")}
+    enc = cfg.ENCODER_FIELDS
+    ck = {s: load_model(paths.model_file(s), cfg, dev, None if s == "gen" else enc) for s in ("joint", "disent", "gen")}
     nets = E.load_nets({**ck["disent"]["nets"], **{k: v for k, v in ck["gen"]["nets"].items() if k in ("G",)}}, cfg, dev)
     joint = E.load_nets(ck["joint"]["nets"], cfg, dev)
     test = eval_loaders(data, cfg.window, "test", ("lrw", "celeb"))
+    val = eval_loaders(data, cfg.window, "val", ("lrw", "celeb"))
     words = json.loads((paths.lrw_shards(p) / "vocab.json").read_text())["words"]
 
     log.info("eval: features")
@@ -59,16 +61,18 @@ def evaluate(p: Params, device: str = "auto") -> dict:
     m["word_acc/majority"] = E.majority_rate(y)
     m |= {f"retrieval/{k}": v for k, v in E.retrieval(feats["a"], feats["v"]).items()}
 
-    log.info("eval: leakage probes")
-    after = E.leakage(feats, celeb, p.eval.probe_c, p.seed)
-    before = E.leakage(feats_joint, celeb_joint, p.eval.probe_c, p.seed)
+    log.info("eval: leakage probes (fitted on val, scored on test)")
+    after = E.leakage(E.lrw_features(nets, val["lrw"](), dev), feats, E.celeb_features(nets, val["celeb"](), dev), celeb,
+                      p.eval.probe_c)
+    before = E.leakage(E.lrw_features(joint, val["lrw"](), dev), feats_joint,
+                       E.celeb_features(joint, val["celeb"](), dev), celeb_joint, p.eval.probe_c)
     for k, v in after.items():
         m[f"leakage/{k}"] = v
         m[f"leakage/{k}_joint"] = before[k]
     m["leakage/word_chance"] = E.majority_rate(y)
     spk = feats["speaker"][feats["speaker"] >= 0]
     if len(spk):
-        m["leakage/speaker_chance"] = E.majority_rate(spk)
+        m["leakage/speaker_chance"] = 1.0 / len(np.unique(spk))
     m["leakage/msceleb_identity_chance"] = E.majority_rate(celeb["label"])
     m["identity/cp_acc_msceleb"] = E.topk(celeb["logits"], celeb["label"].astype(int), 1)
     m["identity/chance"] = E.majority_rate(celeb["label"])

@@ -43,6 +43,36 @@ def shards(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+CPU = torch.device("cpu")
+SIZES = dict(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, window=3)
+
+
+def tiny_data(shards: Path, **kw):  # noqa: ANN201
+    from davs.training.stages import DataSpec
+
+    return DataSpec(str(shards / "lrw"), str(shards / "msceleb"), batch_size=4, id_batch_size=8, num_workers=0, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(shards: Path, tmp_path_factory: pytest.TempPathFactory):
+    """joint -> disent -> gen, a few steps each, on the tiny shards: (dir, cfg, metrics, logged)."""
+    from dataclasses import replace
+
+    from davs.training.loop import LoopConfig
+    from davs.training.stages import model_config_for, run_disent, run_gen, run_joint
+    from davs.training.tasks import DisentWeights, GenWeights, JointWeights
+
+    out = tmp_path_factory.mktemp("models")
+    data = tiny_data(shards)
+    cfg = model_config_for(data, **SIZES)
+    loop = LoopConfig(steps=6, log_every=3, val_every=6, ckpt_every=3)
+    logged: list = []
+    m1 = run_joint(data, cfg, loop, JointWeights(), out / "joint.pt", CPU, lambda s, m: logged.append((s, m)))
+    m2 = run_disent(data, cfg, replace(loop), DisentWeights(), out / "joint.pt", out / "disent.pt", CPU)
+    m3 = run_gen(data, cfg, replace(loop, optimizer="adam"), GenWeights(), out / "disent.pt", out / "gen.pt", CPU)
+    return out, cfg, (m1, m2, m3), logged
+
+
 @pytest.fixture
 def venv_env() -> dict[str, str]:
     """Environment whose PATH finds this interpreter's console scripts (davs, dvc, prefect)."""

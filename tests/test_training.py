@@ -8,28 +8,15 @@ import torch
 
 from davs.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from davs.training.loop import LoopConfig
-from davs.training.stages import DataSpec, load_model, model_config_for, run_disent, run_gen, run_joint
-from davs.training.tasks import DisentWeights, GenWeights, JointTask, JointWeights
+from davs.training.stages import DataSpec, load_model, model_config_for, run_joint
+from davs.training.tasks import JointTask, JointWeights
 
-CPU = torch.device("cpu")
-SIZES = dict(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, window=3)
-
-
-def _data(shards, **kw):
-    return DataSpec(str(shards / "lrw"), str(shards / "msceleb"), batch_size=4, id_batch_size=8, num_workers=0, **kw)
+from .conftest import CPU, SIZES, tiny_data as _data
 
 
 @pytest.fixture(scope="module")
-def trained(shards, tmp_path_factory):
-    out = tmp_path_factory.mktemp("models")
-    data = _data(shards)
-    cfg = model_config_for(data, **SIZES)
-    loop = LoopConfig(steps=6, log_every=3, val_every=6, ckpt_every=3)
-    logged = []
-    m1 = run_joint(data, cfg, loop, JointWeights(), out / "joint.pt", CPU, lambda s, m: logged.append((s, m)))
-    m2 = run_disent(data, cfg, replace(loop), DisentWeights(), out / "joint.pt", out / "disent.pt", CPU)
-    m3 = run_gen(data, cfg, replace(loop, optimizer="adam"), GenWeights(), out / "disent.pt", out / "gen.pt", CPU)
-    return out, cfg, (m1, m2, m3), logged
+def trained(tiny_models):
+    return tiny_models
 
 
 def test_stages_write_models_that_load_weights_only(trained):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing as mp
 import os
 import resource
 import time
@@ -72,13 +73,19 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes started by a fork server: forking a process that already runs threads (torch,
+    OpenCV, decord thread pools) can deadlock the child, the fork server itself has none."""
+    return ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver"), initializer=_init_worker)
+
+
 def ordered_map(fn: Callable, items: Iterable, workers: int, inflight: int = 64) -> Iterator:
     """``map(fn, items)`` over processes, in order, with at most ``inflight`` pending items."""
     if workers <= 1:
         _init_worker()
         yield from map(fn, items)
         return
-    with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
+    with process_pool(workers) as pool:
         pending = []
         for item in items:
             pending.append(pool.submit(fn, item))

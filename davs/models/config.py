@@ -22,6 +22,10 @@ class DAVSConfig:
     mouth_box: tuple[float, float, float, float] = (0.62, 0.25, 0.95, 0.75)  # relative (y0, x0, y1, x1)
     audio_conditioned_disc: bool = True
 
+    # the fields the encoders and classifiers depend on (what disent / gen must share with joint)
+    ENCODER_FIELDS = ("image_size", "feat_dim", "width", "num_words", "num_ids", "mfcc_frames", "mfcc_coeffs",
+                      "mouth_box")
+
     @staticmethod
     def davs_size(num_words: int = 500, num_ids: int = 40145) -> DAVSConfig:
         """The paper's setting: 256x256 faces, 256-d features, 500 LRW words, 40,145 MS-Celeb identities."""

@@ -10,7 +10,10 @@ from davs.models.blocks import ConvBlock, UpBlock
 
 class Generator(nn.Module):
     """The word feature is tiled over Ep's 8x8 map and concatenated; up-blocks decode to the image,
-    concatenating Ep's skip maps at matching resolutions (the skip connection of DAVS)."""
+    concatenating Ep's skip maps at matching resolutions (the skip connection of DAVS), the last one
+    being the reference image itself. The output is residual: the reference plus a predicted change
+    (the last convolution starts at zero), so G starts as the copy-the-reference baseline and spends its
+    capacity on what speech changes, the mouth."""
 
     def __init__(self, id_channels: int, skip_channels: list[int], feat_dim: int = 128, gen_width: int = 32) -> None:
         super().__init__()
@@ -18,17 +21,20 @@ class Generator(nn.Module):
         self.word_proj = nn.Linear(feat_dim, 2 * g)
         self.fuse = nn.Sequential(ConvBlock(id_channels + 2 * g, 4 * g), ConvBlock(4 * g, 4 * g))
         ups, ch = [], 4 * g
-        for skip in reversed(skip_channels):  # coarse to fine
-            ups.append(nn.ModuleList([UpBlock(ch, 2 * g), ConvBlock(2 * g + skip, 2 * g)]))
-            ch = 2 * g
+        for k, skip in enumerate(reversed(skip_channels)):  # coarse to fine; the last skip is the image
+            out = g if k == len(skip_channels) - 1 else 2 * g
+            ups.append(nn.ModuleList([UpBlock(ch, out), ConvBlock(out + skip, out)]))
+            ch = out
         self.ups = nn.ModuleList(ups)
-        self.final_up = UpBlock(ch, g)
-        self.to_rgb = nn.Conv2d(g, 3, 3, 1, 1)
+        self.to_rgb = nn.Conv2d(ch, 3, 3, 1, 1)
+        nn.init.zeros_(self.to_rgb.weight)
+        nn.init.zeros_(self.to_rgb.bias)
 
     def forward(self, fmap: torch.Tensor, skips: list[torch.Tensor], word: torch.Tensor) -> torch.Tensor:
-        """fmap (N, C, 8, 8), skips finest first, word (N, D) -> image (N, 3, H, W) in [-1, 1]."""
+        """fmap (N, C, 8, 8), skips finest first (skips[0] = the reference image), word (N, D)
+        -> image (N, 3, H, W) in [-1, 1]."""
         w = self.word_proj(word)[:, :, None, None].expand(-1, -1, *fmap.shape[2:])  # (N, 2g, 8, 8)
         x = self.fuse(torch.cat([fmap, w], 1))  # (N, 4g, 8, 8)
         for (up, conv), skip in zip(self.ups, reversed(skips)):
-            x = conv(torch.cat([up(x), skip], 1))  # (N, 2g, 2s, 2s)
-        return torch.tanh(self.to_rgb(self.final_up(x)))  # (N, 3, H, W)
+            x = conv(torch.cat([up(x), skip], 1))  # (N, 2g or g, 2s, 2s)
+        return (skips[0] + self.to_rgb(x)).clamp(-1, 1)  # (N, 3, H, W): reference + predicted change

@@ -13,7 +13,7 @@ from davs.models.blocks import ConvBlock, channels
 class IdentityFeatures(NamedTuple):
     vector: torch.Tensor  # (N, D) pooled identity feature (classified by Cp)
     fmap: torch.Tensor  # (N, C, 8, 8) spatial feature decoded by G
-    skips: list[torch.Tensor]  # higher-resolution maps for G's skip connections, finest first
+    skips: list[torch.Tensor]  # higher-resolution maps for G's skip connections, finest (the image) first
 
 
 class IdentityEncoder(nn.Module):
@@ -28,12 +28,12 @@ class IdentityEncoder(nn.Module):
             ch, s, i = out, s // 2, i + 1
         self.stages = nn.ModuleList(stages)
         self.out_channels = ch
-        self.skip_channels = [channels(width, j) for j in range(i - 1)]
+        self.skip_channels = [3] + [channels(width, j) for j in range(i - 1)]
         self.proj = nn.Linear(ch, feat_dim)
 
     def forward(self, images: torch.Tensor) -> IdentityFeatures:
         """images (N, 3, H, W) in [-1, 1]."""
-        skips = []
+        skips = [images]  # the reference image itself: G copies unchanged regions at full resolution
         x = images
         for k, stage in enumerate(self.stages):
             x = stage(x)

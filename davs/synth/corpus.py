@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import math
+import multiprocessing as mp
 import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -221,7 +222,7 @@ def generate(out: str | os.PathLike, vocab: list[str], spec: CorpusSpec) -> dict
     workers = spec.workers or os.cpu_count() or 1
     log.info("synth: %d words, %d clips, %d MS-Celeb identities, %d workers", len(words), len(jobs),
              spec.msceleb_identities, workers)
-    with ProcessPoolExecutor(workers, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver"), initializer=_init_worker) as pool:
         meta = list(tqdm(pool.map(_run_clip, [(j, spec) for j in jobs], chunksize=4), total=len(jobs),
                          desc="synth LRW clips", unit="clip"))
         celeb = list(tqdm(pool.map(_run_celeb, [(i, spec) for i in range(spec.msceleb_identities)]),

@@ -31,12 +31,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise CheckpointError(f"checkpoint {path} is unreadable: {e}") from None
 
 
-def check_config(ckpt: dict[str, Any], expected: dict[str, Any], path: str | os.PathLike) -> None:
-    """Fail with the differing fields when a checkpoint was trained with another model config."""
+def check_config(ckpt: dict[str, Any], expected: dict[str, Any], path: str | os.PathLike,
+                 fields: tuple[str, ...] | None = None) -> None:
+    """Fail with the differing fields when a checkpoint was trained with another model config
+    (only ``fields`` are compared when given)."""
     got = ckpt.get("model_config")
     if got is None:
         raise CheckpointError(f"{path} has no model_config: not a davs checkpoint")
-    diff = {k: (got.get(k), v) for k, v in expected.items() if got.get(k) != v}
+    keys = fields or tuple(expected)
+    diff = {k: (got.get(k), expected[k]) for k in keys if got.get(k) != expected[k]}
     if diff:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs configured {b!r}" for k, (a, b) in sorted(diff.items()))
         raise CheckpointError(f"{path} does not match the configured model ({detail})")

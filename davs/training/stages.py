@@ -84,18 +84,20 @@ def save_model(path: str | Path, task: Any, cfg: DAVSConfig, stage: str, metrics
                            "metrics": {k: float(v) for k, v in metrics.items()}})
 
 
-def load_model(path: str | Path, cfg: DAVSConfig | None = None, device: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a stage's model file; with ``cfg``, fail clearly if it was trained with another model config."""
+def load_model(path: str | Path, cfg: DAVSConfig | None = None, device: str | torch.device = "cpu",
+               fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Load a stage's model file; with ``cfg``, fail clearly if it was trained with another model config
+    (comparing only ``fields`` when given)."""
     ck = load_checkpoint(path, map_location=device)
     if cfg is not None:
-        check_config(ck, cfg.to_dict(), path)
+        check_config(ck, cfg.to_dict(), path, fields)
     return ck
 
 
 def _run(task: Any, stage: str, data: DataSpec, cfg: DAVSConfig, loop: LoopConfig, out: str | Path,
          device: torch.device, callback: Callback | None, init: str | Path | None, init_parts: tuple[str, ...]) -> dict:
     if init:
-        task.load_parts(load_model(init, cfg)["nets"], init_parts)
+        task.load_parts(load_model(init, cfg, fields=DAVSConfig.ENCODER_FIELDS)["nets"], init_parts)
     loop.fingerprint = {"stage": stage, "data": asdict(data), "model": cfg.to_dict(), "loop": {
         k: v for k, v in asdict(loop).items() if k not in ("checkpoint", "fingerprint", "log_every", "val_every")},
         "weights": asdict(task.w), "init": _file_id(init)}

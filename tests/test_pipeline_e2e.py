@@ -1,0 +1,149 @@
+"""The orchestration for real, in a temporary clone: dvc repro, a no-op repro, dvc exp run -S, and the
+Prefect deployment davs/full against a local server. Tiny params keep it to a few minutes on 2 cores."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.flow import dvc_stages
+
+from .conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+TINY_PARAMS = {
+    "synth.num_words": 3, "synth.speakers": 3, "synth.test_only_speakers": 1, "synth.train_per_word": 6,
+    "synth.val_per_word": 2, "synth.test_per_word": 3, "synth.msceleb_identities": 4, "synth.msceleb_images": 8,
+    "data.image_size": 32, "ingest.min_shards": 2, "ingest.shard_max_samples": 8,
+    "ingest.msceleb_min_per_identity": 4, "ingest.msceleb_test_per_identity": 2,
+    "model.feat_dim": 32, "model.width": 8, "model.gen_width": 8, "model.disc_width": 8, "model.window": 3,
+    "joint.steps": 4, "disent.steps": 3, "gen.steps": 3, "joint.batch_size": 4, "disent.batch_size": 4,
+    "gen.batch_size": 4, "joint.id_batch_size": 8, "disent.id_batch_size": 8,
+    "joint.num_workers": 0, "disent.num_workers": 0, "gen.num_workers": 0,
+    "eval.batch_size": 4, "eval.num_samples": 1,
+}
+
+
+def _set(raw: dict, dotted: str, value) -> None:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        node = node[p]
+    node[leaf] = value
+
+
+def run(cmd: list[str], cwd: Path, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
+    r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"{' '.join(cmd)} failed:\n{r.stdout[-4000:]}\n{r.stderr[-4000:]}"
+    return r
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A fresh clone-like copy of the tracked files with tiny params, committed."""
+    dst = tmp_path_factory.mktemp("repo")
+    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        if (ROOT / f).is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / f, dst / f)
+    raw = yaml.safe_load((dst / "params.yaml").read_text())
+    for k, v in TINY_PARAMS.items():
+        _set(raw, k, v)
+    (dst / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"]):
+        subprocess.run(cmd, cwd=dst, check=True)
+    return dst
+
+
+def _ran(out: str) -> list[str]:
+    return [s for s in dvc_stages(ROOT / "dvc.yaml") if f"Running stage '{s}'" in out]
+
+
+def test_dvc_repro_noop_and_experiment(repo, venv_env):
+    r = run(["dvc", "repro"], repo, venv_env, timeout=900)
+    assert _ran(r.stdout) == dvc_stages(ROOT / "dvc.yaml")
+    m = json.loads((repo / "reports" / "metrics.json").read_text())
+    for key in ("word_acc/audio_top1", "word_acc/video_top1", "leakage/word_from_identity", "quality/audio_ssim",
+                "quality/copy_ref_psnr", "retrieval/r_at_1", "sync/dist_generated", "identity/cp_acc_msceleb"):
+        assert key in m, key
+    assert (repo / "reports" / "figures" / "grid.png").stat().st_size > 1000
+    assert list((repo / "reports" / "samples").glob("*.mp4"))
+    assert json.loads((repo / "reports" / "data_quality" / "lrw.json").read_text())["bad"] == 0
+
+    r = run(["dvc", "repro"], repo, venv_env)
+    assert _ran(r.stdout) == [], "a second repro must do nothing"
+
+    r = run(["dvc", "exp", "run", "-S", "gen.l1_weight=10"], repo, venv_env, timeout=900)
+    assert _ran(r.stdout) == ["gen", "eval"]
+    show = run(["dvc", "exp", "show", "--json"], repo, venv_env).stdout
+    assert "l1_weight" in show and "word_acc/audio_top1" in show
+    r = run(["dvc", "plots", "show", "--json"], repo, venv_env)
+    assert "confusion" in r.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_prefect_deployment_run(repo, venv_env, tmp_path):
+    port = _free_port()
+    env = dict(venv_env, PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_RUNNER_POLL_FREQUENCY="2",
+               PREFECT_LOGGING_LEVEL="INFO")
+    procs = []
+    try:
+        procs.append(subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                       "--port", str(port)], cwd=repo, env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            r = subprocess.run([sys.executable, "-c", f"import urllib.request;urllib.request.urlopen('http://127.0.0.1:{port}/api/health')"],
+                               capture_output=True)
+            if r.returncode == 0:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("prefect server did not start")
+        procs.append(subprocess.Popen([sys.executable, "-m", "pipeline.flow", "serve"], cwd=repo, env=env,
+                                      stdout=open(tmp_path / "serve.log", "w"), stderr=subprocess.STDOUT))
+        deadline = time.time() + 120
+        while time.time() < deadline:  # the deployment is registered when serve() starts
+            r = subprocess.run(["prefect", "deployment", "inspect", "davs/full"], cwd=repo, env=env,
+                               capture_output=True, text=True)
+            if r.returncode == 0:
+                break
+            time.sleep(2)
+        else:
+            pytest.fail("deployment davs/full never appeared:\n" + (tmp_path / "serve.log").read_text()[-3000:])
+        before = (repo / "models" / "gen.pt").stat().st_mtime if (repo / "models" / "gen.pt").exists() else 0
+        r = subprocess.run(["prefect", "deployment", "run", "davs/full", "--param",
+                            'overrides={"gen.l1_weight": 3.0}', "--watch", "--watch-timeout", "600"],
+                           cwd=repo, env=env, capture_output=True, text=True, timeout=700)
+        log = (tmp_path / "serve.log").read_text()
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:] + log[-3000:]
+        assert "Completed" in r.stdout
+        assert "dvc repro --single-item gen" in log and "Running stage 'gen'" in log
+        m = json.loads((repo / "reports" / "metrics.json").read_text())
+        assert "word_acc/video_top1" in m
+        assert (repo / "models" / "gen.pt").stat().st_mtime > before
+        assert yaml.safe_load((repo / "params.yaml").read_text())["gen"]["l1_weight"] == 3.0
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
