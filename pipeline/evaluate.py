@@ -148,10 +148,11 @@ def _samples(p: Params, nets, gen, feats, dev, E, read_audio, align_audio, mfcc_
         return
     root = paths.lrw_root(p)
     off, t = p.data.frame_offset, gen.gt.shape[1]
-    spk = feats["speaker"]
+    spk, lab = feats["speaker"], feats["label"]
     for s in range(min(p.eval.num_samples, n)):
         i = (s * 7) % n
-        j = next((k for k in range((i + 1) % n, n) if spk[k] != spk[i] or spk[i] < 0), (i + 1) % n)
+        others = [(i + d) % n for d in range(1, n)]  # another speaker saying another word, if there is one
+        j = next((k for k in others if lab[k] != lab[i] and (spk[k] != spk[i] or spk[i] < 0)), others[0])
         audio = align_audio(read_audio(_source(gen.keys[j], root)), 29)
         seg = audio[off * 640 : (off + t) * 640]
         mfcc = torch.from_numpy(mfcc_windows(audio, len(audio) // 640, 25.0, p.data.mfcc_frames, p.data.mfcc_coeffs)[off : off + t]).to(dev)

@@ -6,7 +6,8 @@ import torch
 from davs.models import DAVSConfig, build
 from davs.losses import contrastive_loss, domain_confusion_loss, masked_l1, uniform_mse_loss
 
-SMALL = DAVSConfig(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, num_words=7, num_ids=5, window=3)
+SMALL = DAVSConfig(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, num_words=7, num_ids=5, num_speakers=4,
+                   window=3)
 
 
 def _inputs(cfg: DAVSConfig, b: int = 2, t: int = 6):
@@ -56,7 +57,7 @@ def test_every_parameter_gets_a_gradient():
     v, a = m["Ev_w"](frames), m["Ea_w"](mfcc)
     idf = m["Ep"](frames[:, 0])
     loss = (m["Cw"](v).sum() + m["Cw"](a).sum() + m["Cp"](idf.vector).sum() + m["D_domain"](v).sum()
-            + m["Cw_p"](m["Ep"].sequence(frames)).sum() + m["Cp_w"](v[:, 0]).sum()
+            + m["Cw_p"](m["Ep"].sequence(frames)).sum() + m["Cp_w"](v[:, 0]).sum() + m["Cs_w"](a[:, 0]).sum()
             + m["G"](idf.fmap, idf.skips, a[:, 0]).sum() + m["D_temporal"](frames[:, :3], a[:, :3]).sum())
     loss.backward()
     for name, net in m.items():

@@ -25,7 +25,7 @@ def test_stages_write_models_that_load_weights_only(trained):
         ck = torch.load(out / f"{stage}.pt", weights_only=True)
         assert ck["stage"] == stage and ck["model_config"] == cfg.to_dict()
     assert {"Ev_w", "Ea_w", "Ep", "Cw", "Cp", "D_domain"} <= set(load_model(out / "joint.pt")["nets"])
-    assert {"Cw_p", "Cp_w"} <= set(load_model(out / "disent.pt")["nets"])
+    assert {"Cw_p", "Cp_w", "Cs_w"} <= set(load_model(out / "disent.pt")["nets"])  # the corpus names speakers
     assert {"G", "D_temporal"} <= set(load_model(out / "gen.pt")["nets"])
     assert "val/acc/word_audio" in m1 and "val/acc/dis_word_from_id" in m2 and "val/l1_copy_ref" in m3
     assert all(math.isfinite(v) for m in (m1, m2, m3) for v in m.values())

@@ -101,7 +101,11 @@ class LRWDecode:
         if self.random_sampling:
             rng = _rng(self.seed, self.epoch.get() if self.epoch else 0, s["__key__"])
             ref = int(rng.integers(self.num_frames))
-            start = int(rng.integers(self.num_frames - self.window + 1))
+            word = np.flatnonzero(mask)
+            if len(word) and rng.random() < 0.8:  # mostly windows where the mouth moves: centred in the word
+                start = int(np.clip(int(rng.choice(word)) - self.window // 2, 0, self.num_frames - self.window))
+            else:
+                start = int(rng.integers(self.num_frames - self.window + 1))
         else:  # evaluation: a fixed reference frame (the first) and the window around the centre
             ref, start = 0, (self.num_frames - self.window) // 2
         return {

@@ -16,6 +16,7 @@ class DAVSConfig:
     disc_width: int = 32  # discriminator base channels
     num_words: int = 500  # word classes (LRW: 500)
     num_ids: int = 1000  # identity classes (MS-Celeb subset)
+    num_speakers: int = 0  # LRW-side speaker labels, when the data has them (embedded corpus); 0 = none
     mfcc_frames: int = 20
     mfcc_coeffs: int = 12
     window: int = 5  # frames seen by the temporal discriminator
@@ -23,8 +24,8 @@ class DAVSConfig:
     audio_conditioned_disc: bool = True
 
     # the fields the encoders and classifiers depend on (what disent / gen must share with joint)
-    ENCODER_FIELDS = ("image_size", "feat_dim", "width", "num_words", "num_ids", "mfcc_frames", "mfcc_coeffs",
-                      "mouth_box")
+    ENCODER_FIELDS = ("image_size", "feat_dim", "width", "num_words", "num_ids", "num_speakers", "mfcc_frames",
+                      "mfcc_coeffs", "mouth_box")
 
     @staticmethod
     def davs_size(num_words: int = 500, num_ids: int = 40145) -> DAVSConfig:

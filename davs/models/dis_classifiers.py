@@ -18,7 +18,11 @@ class WordFromIdentity(TemporalClassifier):
 
 
 class IdentityFromWord(nn.Module):
-    """Cp_w: (N, D) word features of a face (or their mean over a clip) -> (N, num_ids) logits."""
+    """Cp_w: (N, D) word features of a face (or their mean over a clip) -> (N, num_ids) logits.
+
+    Built twice by the disentanglement stage: on MS-Celeb identities (word features of still faces) and,
+    where the LRW-side data names its speakers, on speakers (clip-pooled audio and video word features).
+    """
 
     def __init__(self, feat_dim: int = 128, num_ids: int = 1000, hidden: int = 256) -> None:
         super().__init__()

@@ -39,9 +39,10 @@ class DataSpec:
 
 def model_config_for(data: DataSpec, **sizes: Any) -> DAVSConfig:
     """A DAVSConfig whose class counts come from the shards (vocab.json, identities.json)."""
-    words = json.loads((Path(data.lrw_dir) / "vocab.json").read_text())["words"]
+    vocab = json.loads((Path(data.lrw_dir) / "vocab.json").read_text())
     ids = json.loads((Path(data.celeb_dir) / "identities.json").read_text())["mids"]
-    return DAVSConfig(num_words=len(words), num_ids=len(ids), **sizes)
+    return DAVSConfig(num_words=len(vocab["words"]), num_ids=len(ids), num_speakers=len(vocab.get("speakers", [])),
+                      **sizes)
 
 
 def _streams(task_streams: tuple[str, ...], data: DataSpec, window: int, train_split: bool = True) -> dict[str, Stream]:

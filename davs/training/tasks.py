@@ -166,8 +166,10 @@ class DisentTask(_DAVSTask):
     """Stage 2: adversarial disentanglement in both directions.
 
     ``dis`` trains Cw_p (word from identity features, on LRW clips) and Cp_w (identity from word
-    features, on MS-Celeb faces) with cross-entropy on true labels, the encoders frozen. ``enc`` trains
-    the encoders so both dis-classifiers' softmax is uniform (MSE to 1/N), keeping the stage-1 losses.
+    features, on MS-Celeb faces) with cross-entropy on true labels, the encoders frozen; where the LRW
+    side names its speakers (``num_speakers > 0``), Cs_w also reads the speaker from clip-pooled audio and
+    video word features. ``enc`` trains the encoders so every dis-classifier's softmax is uniform
+    (MSE to 1/N), keeping the stage-1 losses.
     """
 
     phases = ("enc", "dis")
@@ -175,11 +177,12 @@ class DisentTask(_DAVSTask):
     ENCODERS = ("Ev_w", "Ea_w", "Ep", "Cw", "Cp")
 
     def __init__(self, cfg: DAVSConfig, w: DisentWeights = DisentWeights()) -> None:
-        super().__init__(cfg, (*self.ENCODERS, "Cw_p", "Cp_w"))
+        self.dis = ("Cw_p", "Cp_w", "Cs_w") if cfg.num_speakers > 0 else ("Cw_p", "Cp_w")
+        super().__init__(cfg, (*self.ENCODERS, *self.dis))
         self.w = w
 
     def phase_params(self, phase: str) -> list[nn.Parameter]:
-        names = self.ENCODERS if phase == "enc" else ("Cw_p", "Cp_w")
+        names = self.ENCODERS if phase == "enc" else self.dis
         return [p for k in names for p in self.nets[k].parameters()]
 
     def phase_lr(self, phase: str) -> float:
@@ -188,6 +191,7 @@ class DisentTask(_DAVSTask):
     def loss_weights(self) -> dict[str, float]:
         k = self.w.keep
         return {"loss/uniform_word_from_id": self.w.uniform, "loss/uniform_id_from_word": self.w.uniform,
+                "loss/uniform_speaker_from_word": self.w.uniform,
                 "loss/word_video": k, "loss/word_audio": k, "loss/contrastive": k, "loss/identity": k}
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
@@ -200,16 +204,25 @@ class DisentTask(_DAVSTask):
             word_img = n["Ev_w"](to_images(celeb["image"])[:, None])[:, 0]  # (N, D): word features of a still face
             out["loss/uniform_word_from_id"] = uniform_mse_loss(n["Cw_p"](id_seq, lrw["mask"]))
             out["loss/uniform_id_from_word"] = uniform_mse_loss(n["Cp_w"](word_img))
-            self.cache["feats"] = (id_seq.detach(), word_img.detach())
+            known = lrw["speaker"] >= 0
+            pooled = torch.cat([masked_mean(v, lrw["mask"])[known], masked_mean(a, lrw["mask"])[known]])  # (2K, D)
+            if "Cs_w" in n and len(pooled):
+                out["loss/uniform_speaker_from_word"] = uniform_mse_loss(n["Cs_w"](pooled))
+            self.cache["feats"] = (id_seq.detach(), word_img.detach(), pooled.detach(), lrw["speaker"][known].repeat(2))
             return out
-        id_seq, word_img = self.cache["feats"]
+        id_seq, word_img, pooled, speakers = self.cache["feats"]
         lw, lp = n["Cw_p"](id_seq, lrw["mask"]), n["Cp_w"](word_img)
-        return {
+        out = {
             "loss/dis_word_from_id": F.cross_entropy(lw, lrw["label"]),
             "loss/dis_id_from_word": F.cross_entropy(lp, celeb["label"]),
             "acc/dis_word_from_id": accuracy(lw, lrw["label"]).detach(),
             "acc/dis_id_from_word": accuracy(lp, celeb["label"]).detach(),
         }
+        if "Cs_w" in n and len(pooled):
+            ls = n["Cs_w"](pooled)
+            out["loss/dis_speaker_from_word"] = F.cross_entropy(ls, speakers)
+            out["acc/dis_speaker_from_word"] = accuracy(ls, speakers).detach()
+        return out
 
     @torch.no_grad()
     def validate(self, batches: dict[str, Any], device: torch.device) -> dict[str, float]:
