@@ -16,7 +16,6 @@ import time
 import wave
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 

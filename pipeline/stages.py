@@ -6,7 +6,6 @@ callback that writes them with dvclive, which lives here and not in ``davs/``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -44,7 +43,8 @@ def synth(p: Params) -> dict:
 
 
 def ingest_lrw(p: Params) -> dict:
-    from davs.data.ingest import LRWIngestConfig, ingest_lrw as run
+    from davs.data.ingest import LRWIngestConfig
+    from davs.data.ingest import ingest_lrw as run
     from davs.resources import lrw_words
 
     i = p.ingest
@@ -58,7 +58,8 @@ def ingest_lrw(p: Params) -> dict:
 
 
 def ingest_msceleb(p: Params) -> dict:
-    from davs.data.ingest import CelebIngestConfig, ingest_msceleb as run
+    from davs.data.ingest import CelebIngestConfig
+    from davs.data.ingest import ingest_msceleb as run
 
     i = p.ingest
     cfg = CelebIngestConfig(

@@ -75,3 +75,22 @@ def test_missing_checkpoint_is_a_clear_error(workdir):
     (tmp / "models" / "gen.pt").unlink()
     with pytest.raises(CheckpointError, match="gen.pt not found: run the stage that writes it first"):
         evaluate(validate(raw), "cpu")
+
+
+def test_vectorised_ssim_psnr_match_scikit_image():
+    import numpy as np
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from davs.evaluation import psnr_frames, ssim_frames
+
+    rng = np.random.default_rng(0)
+    gt = rng.integers(0, 256, (5, 24, 30, 3), dtype=np.uint8)
+    pred = np.clip(gt.astype(int) + rng.integers(-40, 41, gt.shape), 0, 255).astype(np.uint8)
+    pred[0] = gt[0]
+    ours, psnr = ssim_frames(pred, gt), psnr_frames(pred, gt)
+    for i in range(5):
+        ref = structural_similarity(gt[i], pred[i], channel_axis=-1, data_range=255, win_size=7)
+        assert abs(ours[i] - ref) < 1e-9
+        if i:
+            assert abs(psnr[i] - peak_signal_noise_ratio(gt[i], pred[i], data_range=255)) < 1e-9
+    assert ours[0] == 1.0 and psnr[0] == 100.0

@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from davs.inference.face_detect import FaceDetector
+from davs.media import read_audio, write_mp4
 from davs.synth.espeak import Voice, synthesize
 from davs.synth.face import FaceRenderer, Identity, Scene
-from davs.media import read_audio, write_mp4
 
 from .conftest import ROOT
 

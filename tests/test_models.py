@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from davs.models import DAVSConfig, build
 from davs.losses import contrastive_loss, domain_confusion_loss, masked_l1, uniform_mse_loss
+from davs.models import DAVSConfig, build
 
 SMALL = DAVSConfig(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, num_words=7, num_ids=5, num_speakers=4,
                    window=3)

@@ -2,7 +2,6 @@
 Prefect deployment davs/full against a local server. Tiny params keep it to a few minutes on 2 cores."""
 
 import json
-import os
 import shutil
 import socket
 import subprocess

@@ -8,10 +8,11 @@ import torch
 
 from davs.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from davs.training.loop import LoopConfig
-from davs.training.stages import DataSpec, load_model, model_config_for, run_joint
+from davs.training.stages import load_model, model_config_for, run_joint
 from davs.training.tasks import JointTask, JointWeights
 
-from .conftest import CPU, SIZES, tiny_data as _data
+from .conftest import CPU, SIZES
+from .conftest import tiny_data as _data
 
 
 @pytest.fixture(scope="module")

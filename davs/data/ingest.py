@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 

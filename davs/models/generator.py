@@ -13,7 +13,9 @@ class Generator(nn.Module):
     concatenating Ep's skip maps at matching resolutions (the skip connection of DAVS), the last one
     being the reference image itself. The output is residual: the reference plus a predicted change
     (the last convolution starts at zero), so G starts as the copy-the-reference baseline and spends its
-    capacity on what speech changes, the mouth."""
+    capacity on what speech changes, the mouth. The word feature also modulates every decoder stage
+    (FiLM: a per-channel scale and shift after normalisation), so the normalisation cannot wash out the
+    spatially constant word signal."""
 
     def __init__(self, id_channels: int, skip_channels: list[int], feat_dim: int = 128, gen_width: int = 32) -> None:
         super().__init__()
@@ -26,15 +28,20 @@ class Generator(nn.Module):
             ups.append(nn.ModuleList([UpBlock(ch, out), ConvBlock(out + skip, out)]))
             ch = out
         self.ups = nn.ModuleList(ups)
+        self.film = nn.ModuleList([nn.Linear(feat_dim, 2 * c) for c in [4 * g] + [u[1][0].out_channels for u in ups]])
         self.to_rgb = nn.Conv2d(ch, 3, 3, 1, 1)
         nn.init.zeros_(self.to_rgb.weight)
         nn.init.zeros_(self.to_rgb.bias)
+
+    def _film(self, k: int, x: torch.Tensor, word: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.film[k](word)[:, :, None, None].chunk(2, 1)  # (N, C, 1, 1) each
+        return x * (1 + gamma) + beta
 
     def forward(self, fmap: torch.Tensor, skips: list[torch.Tensor], word: torch.Tensor) -> torch.Tensor:
         """fmap (N, C, 8, 8), skips finest first (skips[0] = the reference image), word (N, D)
         -> image (N, 3, H, W) in [-1, 1]."""
         w = self.word_proj(word)[:, :, None, None].expand(-1, -1, *fmap.shape[2:])  # (N, 2g, 8, 8)
-        x = self.fuse(torch.cat([fmap, w], 1))  # (N, 4g, 8, 8)
-        for (up, conv), skip in zip(self.ups, reversed(skips)):
-            x = conv(torch.cat([up(x), skip], 1))  # (N, 2g or g, 2s, 2s)
+        x = self._film(0, self.fuse(torch.cat([fmap, w], 1)), word)  # (N, 4g, 8, 8)
+        for k, ((up, conv), skip) in enumerate(zip(self.ups, reversed(skips))):
+            x = self._film(k + 1, conv(torch.cat([up(x), skip], 1)), word)  # (N, 2g or g, 2s, 2s)
         return (skips[0] + self.to_rgb(x)).clamp(-1, 1)  # (N, 3, H, W): reference + predicted change

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from davs.media import atomic_path, write_mp4
 from davs.synth.espeak import Voice, synthesize
-from davs.synth.face import CANVAS, FaceRenderer, Identity, Scene, mouth_centre
+from davs.synth.face import CANVAS, FaceRenderer, Identity, Scene
 from davs.synth.visemes import mouth_track
 
 log = logging.getLogger(__name__)

@@ -42,6 +42,15 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(-1) == labels).float().mean()
 
 
+def generate_frames(ep: nn.Module, g: nn.Module, ref: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    """ref (B, 3, H, W) reference faces, words (B, W, D) word features -> (B, W, 3, H, W) frames."""
+    b, w = words.shape[:2]
+    idf = ep(ref)
+    rep = lambda x: x.repeat_interleave(w, 0)  # noqa: E731 - (B, ...) -> (B*W, ...)
+    out = g(rep(idf.fmap), [rep(s) for s in idf.skips], words.flatten(0, 1))  # (B*W, 3, H, W)
+    return out.view(b, w, *out.shape[1:])  # (B, W, 3, H, W)
+
+
 def window(x: torch.Tensor, start: torch.Tensor, size: int) -> torch.Tensor:
     """Gather ``size`` consecutive steps from (B, T, ...) at per-sample ``start`` -> (B, size, ...)."""
     idx = start[:, None] + torch.arange(size, device=start.device)[None]  # (B, size)
@@ -296,11 +305,7 @@ class GenTask(_DAVSTask):
 
     def generate(self, ref: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
         """ref (B, 3, H, W) reference faces, words (B, W, D) word features -> (B, W, 3, H, W) frames."""
-        b, w = words.shape[:2]
-        idf = self.nets["Ep"](ref)
-        rep = lambda x: x.repeat_interleave(w, 0)  # noqa: E731 - (B, ...) -> (B*W, ...)
-        out = self.nets["G"](rep(idf.fmap), [rep(s) for s in idf.skips], words.flatten(0, 1))  # (B*W, 3, H, W)
-        return out.view(b, w, *out.shape[1:])  # (B, W, 3, H, W)
+        return generate_frames(self.nets["Ep"], self.nets["G"], ref, words)
 
     def _prepare(self, lrw: dict) -> dict[str, torch.Tensor]:
         with torch.no_grad():
