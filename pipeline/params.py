@@ -104,6 +104,7 @@ class JointParams(_TrainCommon):
     margin: PosF
     domain_weight: NonNegF
     identity_weight: NonNegF
+    warmup_steps: NonNeg  # contrastive and domain terms ramp in over these steps
 
 
 class DisentParams(_TrainCommon):

@@ -137,7 +137,7 @@ def train(p: Params, stage: str, device: str = "auto") -> dict:
         if stage == "joint":
             j = p.joint
             w = JointWeights(lr=j.lr, contrastive=j.contrastive_weight, margin=j.margin, domain=j.domain_weight,
-                             identity=j.identity_weight)
+                             identity=j.identity_weight, warmup_steps=j.warmup_steps)
             metrics = S.run_joint(data, cfg, loop, w, out, dev, cb)
         elif stage == "disent":
             d = p.disent

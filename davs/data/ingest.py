@@ -94,10 +94,29 @@ def ordered_map(fn: Callable, items: Iterable, workers: int, inflight: int = 64)
             yield fut.result()
 
 
-def _peak_rss_mb() -> dict[str, float]:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"peak_rss_main_mb": round(own, 1), "peak_rss_worker_mb": round(kids, 1)}
+class PeakMemory:
+    """Peak resident memory of this process and of all its worker processes together (sampled)."""
+
+    def __init__(self, every: int = 25) -> None:
+        self.every, self.n, self.workers_mb = every, 0, 0.0
+
+    def tick(self) -> None:
+        self.n += 1
+        if self.n % self.every:
+            return
+        import psutil
+
+        total = 0
+        for child in psutil.Process().children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        self.workers_mb = max(self.workers_mb, total / 2**20)
+
+    def report(self) -> dict[str, float]:
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {"peak_rss_main_mb": round(own, 1), "peak_rss_workers_total_mb": round(self.workers_mb, 1)}
 
 
 def _prepare(out: Path) -> None:
@@ -203,6 +222,7 @@ def ingest_lrw(root: str | os.PathLike, out: str | os.PathLike, report: str | os
     for r in refs:
         by_split[r.split].append(r)
     bar = tqdm(total=len(refs), desc="ingest LRW", unit="clip")
+    mem = PeakMemory()
     for split in SPLITS:
         items = by_split.get(split, [])
         if not items:
@@ -211,6 +231,7 @@ def ingest_lrw(root: str | os.PathLike, out: str | os.PathLike, report: str | os
         with AtomicShardWriter(str(out / f"{split}-%06d.tar"), per) as w:
             for ref, res in ordered_map(_lrw_sample, ((r, cfg, vocab, speakers) for r in items), workers):
                 bar.update()
+                mem.tick()
                 if isinstance(res, str):
                     quality.fail(os.path.relpath(ref.path, root), res)
                     continue
@@ -226,7 +247,7 @@ def ingest_lrw(root: str | os.PathLike, out: str | os.PathLike, report: str | os
         "samples": {s: sum(r["split"] == s for r in rows) for s in SPLITS},
         "shards": {s: len(v) for s, v in shards.items()}, "frame_format": cfg.frame_format,
         "bytes": sum(os.path.getsize(p) for v in shards.values() for p in v),
-        "seconds": round(time.time() - t0, 1), "workers": workers, **_peak_rss_mb(),
+        "seconds": round(time.time() - t0, 1), "workers": workers, **mem.report(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     quality.write(Path(report), cfg.max_bad_fraction)
@@ -315,12 +336,14 @@ def ingest_msceleb(path: str | os.PathLike, out: str | os.PathLike, report: str 
             yield src, row, f"{mid.replace('.', '-').replace(':', '-')}_{k:06d}", labels[mid], split, ncols, cfg
 
     rows = []
+    mem = PeakMemory()
     workers = cfg.workers or os.cpu_count() or 1
     writers = {s: AtomicShardWriter(str(out / f"{s}-%06d.tar"),
                                     _per_shard(max(1, expected[s]), cfg.shard_max_samples, cfg.min_shards))
                for s in SPLITS}
     try:
         for src, res in tqdm(ordered_map(_celeb_sample, jobs(), workers), desc="ingest MS-Celeb", unit="img"):
+            mem.tick()
             if isinstance(res, str):
                 quality.fail(src, res)
                 continue
@@ -344,7 +367,7 @@ def ingest_msceleb(path: str | os.PathLike, out: str | os.PathLike, report: str 
         "samples": {s: sum(r["split"] == s for r in rows) for s in SPLITS},
         "shards": {s: len(v) for s, v in shards.items()},
         "bytes": sum(os.path.getsize(p) for v in shards.values() for p in v),
-        "seconds": round(time.time() - t0, 1), "workers": workers, **_peak_rss_mb(),
+        "seconds": round(time.time() - t0, 1), "workers": workers, **mem.report(),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     quality.write(Path(report), cfg.max_bad_fraction)

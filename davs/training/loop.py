@@ -37,6 +37,7 @@ class Task(nn.Module):
 
     phases: tuple[str, ...] = ()
     streams: tuple[str, ...] = ()  # names of the batch streams a step consumes
+    step: int = 0  # set by the loop before each step (for schedules)
 
     def phase_params(self, phase: str) -> list[nn.Parameter]:
         raise NotImplementedError
@@ -48,6 +49,7 @@ class Task(nn.Module):
         return (0.9, 0.999)
 
     def loss_weights(self) -> dict[str, float]:
+        """Weights of the named losses for the current ``self.step`` (1 when absent)."""
         return {}
 
     def begin_step(self, batch: dict[str, Any], device: torch.device) -> None:
@@ -146,7 +148,6 @@ def train(
         for m in task.children():
             m.compile()
     opts = make_optimizers(task, cfg)
-    weights = task.loss_weights()
     fp = fingerprint_of(cfg.fingerprint)
     start = _resume(task, opts, streams, cfg, fp, device)
     D.broadcast_module(task)
@@ -162,6 +163,8 @@ def train(
         t0 = time.perf_counter()
         batch = {name: s.next() for name, s in streams.items()}
         t1 = time.perf_counter()
+        task.step = step
+        weights = task.loss_weights()
         task.begin_step(batch, device)
         for phase in task.phases:
             opt = opts[phase]

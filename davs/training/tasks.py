@@ -121,6 +121,7 @@ class JointWeights:
     margin: float = 1.0
     domain: float = 0.1
     identity: float = 1.0
+    warmup_steps: int = 200  # contrastive and domain terms ramp up linearly over these steps
 
 
 class JointTask(_DAVSTask):
@@ -143,7 +144,11 @@ class JointTask(_DAVSTask):
         return self.w.lr
 
     def loss_weights(self) -> dict[str, float]:
-        return {"loss/contrastive": self.w.contrastive, "loss/domain_confusion": self.w.domain,
+        # Ramp the embedding-alignment terms in: from random features, pulling audio and video together
+        # is easiest by collapsing both (all features equal: contrastive loss 0.5, a stationary point)
+        # before the word cross-entropy has separated the classes.
+        ramp = min(1.0, self.step / self.w.warmup_steps) if self.w.warmup_steps else 1.0
+        return {"loss/contrastive": self.w.contrastive * ramp, "loss/domain_confusion": self.w.domain * ramp,
                 "loss/identity": self.w.identity}
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
