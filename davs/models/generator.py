@@ -29,6 +29,9 @@ class Generator(nn.Module):
             ch = out
         self.ups = nn.ModuleList(ups)
         self.film = nn.ModuleList([nn.Linear(feat_dim, 2 * c) for c in [4 * g] + [u[1][0].out_channels for u in ups]])
+        for f in self.film:  # identity modulation at the start: G begins exactly as the copy baseline
+            nn.init.zeros_(f.weight)
+            nn.init.zeros_(f.bias)
         self.to_rgb = nn.Conv2d(ch, 3, 3, 1, 1)
         nn.init.zeros_(self.to_rgb.weight)
         nn.init.zeros_(self.to_rgb.bias)
