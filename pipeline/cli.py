@@ -1,4 +1,4 @@
-"""The ``davs`` command: one sub-command per pipeline stage, plus ``generate`` and ``flow``."""
+"""The ``davs`` command: one sub-command per pipeline stage, plus ``generate`` and ``check-params``."""
 
 from __future__ import annotations
 

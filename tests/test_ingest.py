@@ -12,7 +12,7 @@ import pytest
 
 from davs.data.features import align_audio, mfcc_windows, word_mask
 from davs.data.ingest import IngestError, ingest_lrw, ingest_msceleb
-from davs.data.loader import LRWDecode, _decode_celeb, make_loader
+from davs.data.loader import LRWDecode, decode_celeb, make_loader
 from davs.data.lrw import BadSample, list_clips, parse_duration, read_clip
 from davs.data.msceleb import decode_row, read_recordio, write_recordio
 from davs.media import write_mp4
@@ -169,7 +169,7 @@ def test_train_loader_is_seeded_and_balanced(shards):
 
 def test_too_few_shards_for_workers_is_an_error(shards):
     with pytest.raises(ValueError, match="shards < workers x ranks"):
-        make_loader(str(shards / "msceleb" / "val-*.tar"), _decode_celeb, batch_size=2, train=True, num_samples=8,
+        make_loader(str(shards / "msceleb" / "val-*.tar"), decode_celeb, batch_size=2, train=True, num_samples=8,
                     num_workers=4, world_size=2)
 
 

@@ -114,7 +114,7 @@ class LRWDecode:
         }
 
 
-def _decode_celeb(s: dict) -> dict:
+def decode_celeb(s: dict) -> dict:
     meta = json.loads(s["json"])
     return {"key": s["__key__"], "image": decode_jpg(s["jpg"]), "label": int(meta["label"])}
 
@@ -139,7 +139,7 @@ def count_samples(shard_dir: str | Path, split: str) -> int:
 
 def make_loader(
     urls: str | list[str],
-    decode,  # noqa: ANN001 - LRWDecode or _decode_celeb
+    decode,  # noqa: ANN001 - LRWDecode or decode_celeb
     *,
     batch_size: int,
     train: bool,

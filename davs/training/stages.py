@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from davs.data.loader import LRWDecode, SharedEpoch, _decode_celeb, count_samples, make_loader
+from davs.data.loader import LRWDecode, SharedEpoch, count_samples, decode_celeb, make_loader
 from davs.models import DAVSConfig
 from davs.training import distributed as D
 from davs.training.checkpoint import check_config, load_checkpoint, save_checkpoint
@@ -58,7 +58,7 @@ def _streams(task_streams: tuple[str, ...], data: DataSpec, window: int, train_s
     if "celeb" in task_streams:
         ep = SharedEpoch()
         n = count_samples(data.celeb_dir, "train")
-        loader, nb = make_loader(f"{data.celeb_dir}/train-*.tar", _decode_celeb, batch_size=data.id_batch_size,
+        loader, nb = make_loader(f"{data.celeb_dir}/train-*.tar", decode_celeb, batch_size=data.id_batch_size,
                                  train=True, num_samples=n, seed=data.seed + 1, epoch=ep,
                                  num_workers=min(data.num_workers, 1), world_size=world)
         out["celeb"] = Stream(loader, nb, ep)
@@ -75,7 +75,7 @@ def eval_loaders(data: DataSpec, window: int, split: str, streams: tuple[str, ..
                                          train=False, num_samples=n)[0]
     if "celeb" in streams:
         n = count_samples(data.celeb_dir, split)
-        out["celeb"] = lambda: make_loader(f"{data.celeb_dir}/{split}-*.tar", _decode_celeb,
+        out["celeb"] = lambda: make_loader(f"{data.celeb_dir}/{split}-*.tar", decode_celeb,
                                            batch_size=data.id_batch_size, train=False, num_samples=n)[0]
     return out
 
