@@ -28,8 +28,6 @@ def _round(d: dict) -> dict:
 
 def evaluate(p: Params, device: str = "auto") -> dict:
     from davs import evaluation as E
-    from davs.data.features import align_audio, mfcc_windows
-    from davs.media import read_audio, write_mp4
     from davs.training.stages import eval_loaders, load_model
 
     torch.manual_seed(p.seed)
@@ -101,7 +99,7 @@ def evaluate(p: Params, device: str = "auto") -> dict:
         pd.DataFrame({"actual": [words[i] for i in y], "predicted": [words[i] for i in logits.argmax(1)]}).to_csv(
             plots / f"confusion_{name}.csv", index=False)
     _grid(gen, p.eval.grid_rows, REPORTS / "figures" / "grid.png")
-    _samples(p, nets, gen, feats, dev, E, read_audio, align_audio, mfcc_windows, write_mp4)
+    _samples(p, nets, gen, feats, dev)
     log.info("metrics: %s", json.dumps(m))
     return m
 
@@ -135,8 +133,11 @@ def _grid(gen, rows: int, out: Path) -> None:  # noqa: ANN001
     img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(out)
 
 
-def _samples(p: Params, nets, gen, feats, dev, E, read_audio, align_audio, mfcc_windows, write_mp4) -> None:  # noqa: ANN001
+def _samples(p: Params, nets, gen, feats, dev) -> None:  # noqa: ANN001
     """Cross-identity mp4s: the target's face says the driver's audio / mimics the driver's lips."""
+    from davs import evaluation as E
+    from davs.data.features import align_audio, mfcc_windows
+    from davs.media import read_audio, write_mp4
     from davs.training.tasks import to_images
 
     out = REPORTS / "samples"

@@ -11,13 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import multiprocessing as mp
 import os
 import resource
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from tqdm import tqdm
 from davs.data.lrw import SPLITS, BadSample, ClipRef, list_clips, read_clip
 from davs.data.msceleb import FaceRow, decode_row, iter_tsv, read_recordio, row_mid, tsv_columns
 from davs.data.shards import AtomicShardWriter, decode_jpg, encode_jpg, encode_jpgs, json_bytes, npy_bytes
+from davs.parallel import init_worker, process_pool
 
 log = logging.getLogger(__name__)
 
@@ -65,23 +64,10 @@ class CelebIngestConfig:
     workers: int = 0
 
 
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
-
-
-def process_pool(workers: int) -> ProcessPoolExecutor:
-    """Worker processes started by a fork server: forking a process that already runs threads (torch,
-    OpenCV, decord thread pools) can deadlock the child, the fork server itself has none."""
-    return ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver"), initializer=_init_worker)
-
-
 def ordered_map(fn: Callable, items: Iterable, workers: int, inflight: int = 64) -> Iterator:
     """``map(fn, items)`` over processes, in order, with at most ``inflight`` pending items."""
     if workers <= 1:
-        _init_worker()
+        init_worker()
         yield from map(fn, items)
         return
     with process_pool(workers) as pool:
@@ -190,7 +176,7 @@ def _lrw_sample(args: tuple[ClipRef, LRWIngestConfig, dict[str, int], dict[str, 
         "word": ref.word, "label": vocab[ref.word], "split": ref.split, "speaker": ref.speaker,
         "speaker_id": speakers.get(ref.speaker, -1), "duration": clip.duration,
         "mask": clip.mask.astype(int).tolist(), "num_frames": int(clip.frames.shape[0]),
-        "source": os.path.relpath(ref.path, os.path.dirname(os.path.dirname(os.path.dirname(ref.path)))),
+        "source": f"{ref.word}/{ref.split}/{os.path.basename(ref.path)}",
     }
     return ref, {"__key__": ref.key, **frames, "mfcc.npy": npy_bytes(clip.mfcc), "json": json_bytes(meta),
                  "cls": str(vocab[ref.word]).encode()}

@@ -19,10 +19,8 @@ import io
 import json
 import logging
 import math
-import multiprocessing as mp
 import os
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from davs.media import atomic_path, write_mp4
+from davs.parallel import process_pool
 from davs.synth.espeak import Voice, synthesize
 from davs.synth.face import CANVAS, FaceRenderer, Identity, Scene
 from davs.synth.visemes import mouth_track
@@ -199,12 +198,6 @@ def msceleb_rows(ident: int, spec: CorpusSpec) -> list[str]:
     return rows
 
 
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def _run_clip(args: tuple[ClipJob, CorpusSpec]) -> dict:
     return render_clip(*args)
 
@@ -222,7 +215,7 @@ def generate(out: str | os.PathLike, vocab: list[str], spec: CorpusSpec) -> dict
     workers = spec.workers or os.cpu_count() or 1
     log.info("synth: %d words, %d clips, %d MS-Celeb identities, %d workers", len(words), len(jobs),
              spec.msceleb_identities, workers)
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("forkserver"), initializer=_init_worker) as pool:
+    with process_pool(workers) as pool:
         meta = list(tqdm(pool.map(_run_clip, [(j, spec) for j in jobs], chunksize=4), total=len(jobs),
                          desc="synth LRW clips", unit="clip"))
         celeb = list(tqdm(pool.map(_run_celeb, [(i, spec) for i in range(spec.msceleb_identities)]),

@@ -54,7 +54,7 @@ class Task(nn.Module):
 
     def begin_step(self, batch: dict[str, Any], device: torch.device) -> None:
         """Move the step's batches to the device and reset per-step caches."""
-        self.batch = {k: _to(v, device) for k, v in batch.items()}
+        self.batch = {k: to_device(v, device) for k, v in batch.items()}
         self.cache: dict[str, Any] = {}
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
@@ -65,11 +65,12 @@ class Task(nn.Module):
         return {}
 
 
-def _to(x: Any, device: torch.device) -> Any:
+def to_device(x: Any, device: torch.device) -> Any:
+    """Tensors (also inside dicts) to ``device``; anything else unchanged."""
     if isinstance(x, torch.Tensor):
         return x.to(device, non_blocking=True)
     if isinstance(x, dict):
-        return {k: _to(v, device) for k, v in x.items()}
+        return {k: to_device(v, device) for k, v in x.items()}
     return x
 
 

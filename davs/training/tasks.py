@@ -24,7 +24,7 @@ from davs.losses import (
     uniform_mse_loss,
 )
 from davs.models import DAVSConfig, build
-from davs.training.loop import Task
+from davs.training.loop import Task, to_device
 
 
 def to_images(frames: torch.Tensor) -> torch.Tensor:
@@ -97,7 +97,7 @@ class _DAVSTask(Task):
         hits = {"word_video": 0.0, "word_audio": 0.0, "identity": 0.0}
         count = {"lrw": 0, "celeb": 0}
         for b in batches.get("lrw", []):
-            b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+            b = to_device(b, device)
             v, a = self._word_feats(b)
             hits["word_video"] += (n["Cw"](v, b["mask"]).argmax(-1) == b["label"]).sum().item()
             hits["word_audio"] += (n["Cw"](a, b["mask"]).argmax(-1) == b["label"]).sum().item()
@@ -341,7 +341,7 @@ class GenTask(_DAVSTask):
         sums = {"l1_audio": 0.0, "l1_video": 0.0, "l1_copy_ref": 0.0, "l1_mouth_audio": 0.0, "l1_mouth_copy_ref": 0.0}
         n = 0
         for b in batches.get("lrw", []):
-            b = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in b.items()}
+            b = to_device(b, device)
             p = self._prepare(b)
             fa, fv = self.generate(p["ref"], p["a"]), self.generate(p["ref"], p["v"])
             copy = p["ref"][:, None].expand_as(p["gt"])
