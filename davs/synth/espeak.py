@@ -6,9 +6,12 @@ synchronous mode (``AUDIO_OUTPUT_SYNCHRONOUS``) with phoneme events enabled, so 
 timings drive the rendered mouth, so audio and lips are in sync by construction.
 
 eSpeak NG keeps global state across utterances (its pitch-flutter phase, the C library's ``rand()``),
-so the same text spoken twice in one process differs. For a deterministic corpus, :func:`synthesize`
-(``fresh=True``) reloads the library (``dlclose`` + ``dlopen``, about 12 ms) and reseeds ``rand()``
-before each utterance: the output then depends only on its arguments. Not thread-safe.
+so the same text spoken twice in one process differs; and its own noise generator (the ``breath``
+of voice variants such as ``f2``/``f3``) is seeded from the wall clock at initialisation, so the same
+text differs between two processes started in different seconds. For a deterministic corpus,
+:func:`synthesize` (``fresh=True``) reloads the library (``dlclose`` + ``dlopen``, about 12 ms),
+reseeds ``rand()`` and sets eSpeak's seed (``espeak_ng_SetRandSeed``) before each utterance: the
+output then depends only on its arguments. Not thread-safe.
 """
 
 from __future__ import annotations
@@ -89,6 +92,9 @@ class _Engine:
             ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p,
         ]
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.seedable = hasattr(self.lib, "espeak_ng_SetRandSeed")  # eSpeak NG >= 1.51
+        if self.seedable:
+            self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[str, int]] = []
         self._cb = _CALLBACK(self._on_audio)  # keep a reference: ctypes does not
@@ -115,6 +121,8 @@ class _Engine:
             for key, value in ((_RATE, voice.rate), (_PITCH, voice.pitch), (_RANGE, voice.pitch_range)):
                 self.lib.espeak_SetParameter(key, int(value), 0)
             self._chunks, self._events = [], []
+            if self.seedable:  # breath noise: seeded from time() at initialisation otherwise
+                self.lib.espeak_ng_SetRandSeed(ctypes.c_long(0))
             buf = ctypes.create_string_buffer(text.encode())
             err = self.lib.espeak_Synth(buf, len(buf), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
             if err != 0:
