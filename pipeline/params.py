@@ -100,7 +100,8 @@ class _TrainCommon(_Section):
 
 class JointParams(_TrainCommon):
     id_batch_size: Pos
-    contrastive_weight: NonNegF
+    contrastive_weight: NonNegF  # clip-level contrastive loss (margin) on pooled audio / video word features
+    frame_sync_weight: NonNegF  # frame-level audio-visual synchronisation (InfoNCE) of per-frame word features
     margin: PosF
     domain_weight: NonNegF
     identity_weight: NonNegF
@@ -112,10 +113,13 @@ class DisentParams(_TrainCommon):
     dis_lr: PosF
     uniform_weight: NonNegF
     keep_weight: NonNegF  # weight of the stage-1 losses that keep the embedding
+    dis_steps: Pos  # dis-classifier updates per encoder update
+    dis_memory: Pos  # the dis-classifiers train on the features of the last dis_memory steps
 
 
 class GenParams(_TrainCommon):
     d_lr: PosF
+    rest_ref_prob: Frac  # chance a training reference frame is drawn from outside the word (a mouth at rest)
     l1_weight: NonNegF
     mouth_weight: NonNegF
     gan_weight: NonNegF

@@ -79,6 +79,7 @@ def data_spec(p: Params, stage: str):  # noqa: ANN201
         lrw_dir=str(paths.lrw_shards(p)), celeb_dir=str(paths.celeb_shards(p)), num_frames=p.data.num_frames,
         frame_offset=p.data.frame_offset, batch_size=s.batch_size,
         id_batch_size=getattr(s, "id_batch_size", s.batch_size), num_workers=s.num_workers, seed=p.seed,
+        rest_ref_prob=getattr(s, "rest_ref_prob", 0.0),
     )
 
 
@@ -136,13 +137,15 @@ def train(p: Params, stage: str, device: str = "auto") -> dict:
     try:
         if stage == "joint":
             j = p.joint
-            w = JointWeights(lr=j.lr, contrastive=j.contrastive_weight, margin=j.margin, domain=j.domain_weight,
+            w = JointWeights(lr=j.lr, contrastive=j.contrastive_weight, frame_sync=j.frame_sync_weight,
+                             margin=j.margin, domain=j.domain_weight,
                              identity=j.identity_weight, warmup_steps=j.warmup_steps)
             metrics = S.run_joint(data, cfg, loop, w, out, dev, cb)
         elif stage == "disent":
             d = p.disent
             w = DisentWeights(lr=d.lr, dis_lr=d.dis_lr, uniform=d.uniform_weight, keep=d.keep_weight,
-                              margin=p.joint.margin)
+                              margin=p.joint.margin, frame_sync=p.joint.frame_sync_weight, dis_steps=d.dis_steps,
+                              dis_memory=d.dis_memory)
             metrics = S.run_disent(data, cfg, loop, w, paths.model_file("joint"), out, dev, cb)
         elif stage == "gen":
             g = p.gen

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from davs.losses import contrastive_loss, domain_confusion_loss, masked_l1, uniform_mse_loss
+from davs.losses import contrastive_loss, domain_confusion_loss, frame_sync_loss, masked_l1, uniform_mse_loss
 from davs.models import DAVSConfig, build
 
 SMALL = DAVSConfig(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, num_words=7, num_ids=5, num_speakers=4,
@@ -78,6 +78,27 @@ def test_contrastive_loss_pulls_pairs_and_pushes_other_words():
     same = torch.ones(4, 4)
     assert contrastive_loss(same, same, torch.arange(4)).item() == pytest.approx(1.0)  # all negatives at distance 0
     assert contrastive_loss(same, same, torch.zeros(4, dtype=torch.long)).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_frame_sync_prefers_the_frame_of_the_same_time():
+    torch.manual_seed(0)
+    mask = torch.ones(3, 8, dtype=torch.bool)
+    mask[:, 6:] = False  # frames outside the word are not used
+    labels = torch.tensor([0, 1, 2])
+    v = torch.randn(3, 8, 16)
+    synced = frame_sync_loss(v, v.clone(), mask, labels).item()
+    shifted = frame_sync_loss(v, v.roll(3, dims=1), mask, labels).item()  # audio three frames late
+    assert synced < 0.1 < shifted
+    # collapsed features score log(#candidates), the maximum, and still get a gradient apart
+    flat = torch.ones(3, 8, 16, requires_grad=True)
+    a = flat.detach() + 0.01 * torch.randn(3, 8, 16)
+    loss = frame_sync_loss(flat, a, mask, labels)
+    assert loss.item() > 2.5
+    loss.backward()
+    assert flat.grad.abs().sum() > 0
+    # same word, other clip, same time: not a negative (it may well look the same)
+    same_word = torch.zeros(3, dtype=torch.long)
+    assert frame_sync_loss(v, v.roll(1, dims=0), mask, same_word).item() > frame_sync_loss(v, v.clone(), mask, same_word).item()
 
 
 def test_domain_confusion_minimal_at_half():

@@ -8,8 +8,8 @@ import torch
 
 from davs.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from davs.training.loop import LoopConfig
-from davs.training.stages import load_model, model_config_for, run_joint
-from davs.training.tasks import JointTask, JointWeights
+from davs.training.stages import load_model, model_config_for, run_disent, run_joint
+from davs.training.tasks import DisentTask, DisentWeights, JointTask, JointWeights
 
 from .conftest import CPU, SIZES
 from .conftest import tiny_data as _data
@@ -114,6 +114,26 @@ def test_bf16_autocast_step_runs_on_cpu(shards, tmp_path):
     loop = LoopConfig(steps=2, val_every=100, amp=True, amp_on_cpu=True)
     metrics = run_joint(data, cfg, loop, JointWeights(), tmp_path / "amp.pt", CPU)
     assert all(math.isfinite(v) for v in metrics.values())
+
+
+def test_dis_classifiers_take_several_updates_on_a_feature_memory(trained, shards, tmp_path, monkeypatch):
+    data = _data(shards)
+    seen = []
+    orig = DisentTask.losses
+
+    def spy(self, phase):
+        out = orig(self, phase)
+        if phase == "dis":
+            seen.append((self.step, len(self.memory), sum(len(e["word"]) for e in self.memory)))
+        return out
+
+    monkeypatch.setattr(DisentTask, "losses", spy)
+    w = DisentWeights(dis_steps=3, dis_memory=2)
+    out, cfg, _, _ = trained
+    run_disent(data, cfg, LoopConfig(steps=3, val_every=100), w, out / "joint.pt", tmp_path / "d.pt", CPU)
+    assert [s for s, _, _ in seen] == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # three dis updates per step
+    assert [m for _, m, _ in seen] == [1, 1, 1, 2, 2, 2, 2, 2, 2]  # the memory holds the last two steps
+    assert seen[-1][2] == 2 * data.batch_size  # the dis-classifiers train on both steps' clips
 
 
 def test_atomic_checkpoint_write(tmp_path):

@@ -8,7 +8,8 @@ do not depend on worker scheduling.
 
 LRW batches: ``frames`` (B, T, H, W, 3) uint8, ``mfcc`` (B, T, F, C) float32, ``mask`` (B, T) bool,
 ``label`` (B,), ``speaker`` (B,) (-1 = unknown), ``ref`` (B,) reference-frame index, ``start`` (B,)
-window start. MS-Celeb batches: ``image`` (B, H, W, 3) uint8, ``label`` (B,).
+window start. In training the reference is any frame or, with ``rest_ref_prob``, one outside the word,
+like the still portrait generation starts from (and evaluation's first frame). MS-Celeb batches: ``image`` (B, H, W, 3) uint8, ``label`` (B,).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class LRWDecode:
     seed: int
     epoch: SharedEpoch | None
     random_sampling: bool
+    rest_ref_prob: float = 0.0  # training: chance the reference frame is drawn from outside the word
 
     def __call__(self, s: dict) -> dict:
         meta = json.loads(s["json"])
@@ -101,6 +103,9 @@ class LRWDecode:
         if self.random_sampling:
             rng = _rng(self.seed, self.epoch.get() if self.epoch else 0, s["__key__"])
             ref = int(rng.integers(self.num_frames))
+            rest = np.flatnonzero(~mask)  # frames outside the word: the mouth at rest on the embedded corpus
+            if len(rest) and rng.random() < self.rest_ref_prob:
+                ref = int(rng.choice(rest))
             word = np.flatnonzero(mask)
             if len(word) and rng.random() < 0.8:  # mostly windows where the mouth moves: centred in the word
                 start = int(np.clip(int(rng.choice(word)) - self.window // 2, 0, self.num_frames - self.window))

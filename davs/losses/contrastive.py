@@ -23,3 +23,31 @@ def contrastive_loss(video: torch.Tensor, audio: torch.Tensor, labels: torch.Ten
     neg = F.relu(margin - d).pow(2)
     neg_term = (neg * neg_mask).sum() / neg_mask.sum().clamp_min(1)
     return pos.mean() + neg_term
+
+
+
+def frame_sync_loss(
+    video: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
+    min_gap: int = 3,
+) -> torch.Tensor:
+    """Frame-level audio-visual synchronisation: each video frame must pick its own audio frame (InfoNCE
+    over cosine similarities) among the audio of the same clip ``min_gap`` or more frames away and of
+    every frame of clips of other words; the symmetric term picks the video for each audio frame.
+
+    The generator consumes one word feature per frame, so the audio feature of frame t must say what
+    the mouth does at t, not only which word the clip holds; the clip-level contrastive loss leaves
+    per-frame audio features synchronised with nothing finer than the word. Unlike a margin loss, a
+    softmax over candidates has no collapsed minimum (all features equal scores log N, the maximum).
+    video, audio: (B, T, D); mask: (B, T) bool (the word's frames); labels: (B,).
+    """
+    b, t = mask.shape
+    clip = torch.arange(b, device=mask.device)[:, None].expand(b, t)[mask]  # (N,) clip of each kept frame
+    time = torch.arange(t, device=mask.device)[None, :].expand(b, t)[mask]  # (N,)
+    v = F.normalize(video[mask].float(), dim=-1)  # (N, D)
+    a = F.normalize(audio[mask].float(), dim=-1)  # (N, D)
+    same = clip[:, None] == clip[None, :]  # (N, N)
+    candidate = (same & ((time[:, None] - time[None, :]).abs() >= min_gap)) | (labels[clip][:, None] != labels[clip][None, :])
+    candidate |= torch.eye(len(clip), dtype=torch.bool, device=mask.device)  # the true pair
+    logits = (v @ a.T / temperature).masked_fill(~candidate, float("-inf"))  # (N, N)
+    target = torch.arange(len(clip), device=mask.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))

@@ -9,18 +9,29 @@ from davs.models.blocks import ConvBlock, UpBlock
 
 
 class Generator(nn.Module):
-    """The word feature is tiled over Ep's 8x8 map and concatenated; up-blocks decode to the image,
+    """The word feature is projected to a spatial map over Ep's 8x8 grid (a linear layer with one set of
+    weights per grid cell, like a DCGAN generator's first layer) and concatenated: on aligned faces the
+    mouth sits at known cells, so the word can say what to draw *where* without the identity map having
+    to localise the mouth first. Up-blocks decode to the image,
     concatenating Ep's skip maps at matching resolutions (the skip connection of DAVS), the last one
-    being the reference image itself. The output is residual: the reference plus a predicted change
-    (the last convolution starts at zero), so G starts as the copy-the-reference baseline and spends its
-    capacity on what speech changes, the mouth. The word feature also modulates every decoder stage
-    (FiLM: a per-channel scale and shift after normalisation), so the normalisation cannot wash out the
-    spatially constant word signal."""
+    being the reference image itself. The word feature also modulates every decoder stage (FiLM: a
+    per-channel scale and shift after normalisation), so the normalisation cannot wash out the spatially
+    constant word signal.
 
-    def __init__(self, id_channels: int, skip_channels: list[int], feat_dim: int = 128, gen_width: int = 32) -> None:
+    The output is the reference plus a predicted change, gated per pixel by an attention mask as in
+    GANimation (Pumarola et al., ECCV 2018): ``out = ref + (1 - A) * delta``. Where the target cannot be
+    predicted from the inputs (head motion, lighting), copying is the L1-optimal answer and a saturated
+    mask (A = 1) copies exactly, which an ungated change, a linear map of normalised features, cannot;
+    the change is spent where speech moves the face, the mouth. ``delta`` starts at zero (and so do the
+    FiLM layers), so G starts exactly as the copy-the-reference baseline, with A = 1/2.
+    """
+
+    def __init__(self, id_channels: int, skip_channels: list[int], feat_dim: int = 128, gen_width: int = 32,
+                 fmap_size: int = 8) -> None:
         super().__init__()
         g = gen_width
-        self.word_proj = nn.Linear(feat_dim, 2 * g)
+        self.fmap_size = fmap_size
+        self.word_proj = nn.Linear(feat_dim, 2 * g * fmap_size * fmap_size)
         self.fuse = nn.Sequential(ConvBlock(id_channels + 2 * g, 4 * g), ConvBlock(4 * g, 4 * g))
         ups, ch = [], 4 * g
         for k, skip in enumerate(reversed(skip_channels)):  # coarse to fine; the last skip is the image
@@ -32,7 +43,7 @@ class Generator(nn.Module):
         for f in self.film:  # identity modulation at the start: G begins exactly as the copy baseline
             nn.init.zeros_(f.weight)
             nn.init.zeros_(f.bias)
-        self.to_rgb = nn.Conv2d(ch, 3, 3, 1, 1)
+        self.to_rgb = nn.Conv2d(ch, 4, 3, 1, 1)  # change (3) and the attention logit (1)
         nn.init.zeros_(self.to_rgb.weight)
         nn.init.zeros_(self.to_rgb.bias)
 
@@ -40,11 +51,15 @@ class Generator(nn.Module):
         gamma, beta = self.film[k](word)[:, :, None, None].chunk(2, 1)  # (N, C, 1, 1) each
         return x * (1 + gamma) + beta
 
-    def forward(self, fmap: torch.Tensor, skips: list[torch.Tensor], word: torch.Tensor) -> torch.Tensor:
+    def forward(self, fmap: torch.Tensor, skips: list[torch.Tensor], word: torch.Tensor,
+                return_mask: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """fmap (N, C, 8, 8), skips finest first (skips[0] = the reference image), word (N, D)
-        -> image (N, 3, H, W) in [-1, 1]."""
-        w = self.word_proj(word)[:, :, None, None].expand(-1, -1, *fmap.shape[2:])  # (N, 2g, 8, 8)
+        -> image (N, 3, H, W) in [-1, 1] (and the attention mask (N, 1, H, W), 1 = copied)."""
+        w = self.word_proj(word).view(len(word), -1, self.fmap_size, self.fmap_size)  # (N, 2g, 8, 8)
         x = self._film(0, self.fuse(torch.cat([fmap, w], 1)), word)  # (N, 4g, 8, 8)
         for k, ((up, conv), skip) in enumerate(zip(self.ups, reversed(skips))):
             x = self._film(k + 1, conv(torch.cat([up(x), skip], 1)), word)  # (N, 2g or g, 2s, 2s)
-        return (skips[0] + self.to_rgb(x)).clamp(-1, 1)  # (N, 3, H, W): reference + predicted change
+        out = self.to_rgb(x)  # (N, 4, H, W)
+        delta, mask = out[:, :3], torch.sigmoid(out[:, 3:])  # (N, 3, H, W), (N, 1, H, W)
+        image = (skips[0] + (1 - mask) * delta).clamp(-1, 1)  # (N, 3, H, W): the reference where the mask is 1
+        return (image, mask) if return_mask else image

@@ -28,6 +28,7 @@ class IdentityEncoder(nn.Module):
             ch, s, i = out, s // 2, i + 1
         self.stages = nn.ModuleList(stages)
         self.out_channels = ch
+        self.fmap_size = s  # side of the feature map G decodes (8 for 64 or 256 px faces)
         self.skip_channels = [3] + [channels(width, j) for j in range(i - 1)]
         self.proj = nn.Linear(ch, feat_dim)
 

@@ -48,6 +48,10 @@ class Task(nn.Module):
     def phase_betas(self, phase: str) -> tuple[float, float]:
         return (0.9, 0.999)
 
+    def phase_repeats(self, phase: str) -> int:
+        """Optimizer updates of ``phase`` per step (an adversary may take several per encoder update)."""
+        return 1
+
     def loss_weights(self) -> dict[str, float]:
         """Weights of the named losses for the current ``self.step`` (1 when absent)."""
         return {}
@@ -169,20 +173,21 @@ def train(
         task.begin_step(batch, device)
         for phase in task.phases:
             opt = opts[phase]
-            opt.zero_grad(set_to_none=True)
-            with autocast():
-                out = task.losses(phase)
-            total = sum(weights.get(k, 1.0) * v for k, v in out.items() if k.startswith("loss/"))
-            if not torch.isfinite(total):
-                bad = {k: float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()}
-                raise FloatingPointError(f"non-finite loss at step {step}, phase {phase}: {bad or float(total)}")
-            total.backward()
-            params = [p for g in opt.param_groups for p in g["params"]]
-            D.allreduce_grads(params)
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            for k, v in out.items():
+            for _ in range(task.phase_repeats(phase)):
+                opt.zero_grad(set_to_none=True)
+                with autocast():
+                    out = task.losses(phase)
+                total = sum(weights.get(k, 1.0) * v for k, v in out.items() if k.startswith("loss/"))
+                if not torch.isfinite(total):
+                    bad = {k: float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()}
+                    raise FloatingPointError(f"non-finite loss at step {step}, phase {phase}: {bad or float(total)}")
+                total.backward()
+                params = [p for g in opt.param_groups for p in g["params"]]
+                D.allreduce_grads(params)
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+            for k, v in out.items():  # the phase's last update
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v)
         n_sum += 1
         t_data += t1 - t0

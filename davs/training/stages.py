@@ -35,6 +35,7 @@ class DataSpec:
     id_batch_size: int = 32
     num_workers: int = 1
     seed: int = 0
+    rest_ref_prob: float = 0.0  # chance a training reference frame comes from outside the word (gen)
 
 
 def model_config_for(data: DataSpec, **sizes: Any) -> DAVSConfig:
@@ -51,7 +52,8 @@ def _streams(task_streams: tuple[str, ...], data: DataSpec, window: int, train_s
     if "lrw" in task_streams:
         ep = SharedEpoch()
         n = count_samples(data.lrw_dir, "train")
-        dec = LRWDecode(data.num_frames, data.frame_offset, window, data.seed, ep, random_sampling=True)
+        dec = LRWDecode(data.num_frames, data.frame_offset, window, data.seed, ep, random_sampling=True,
+                        rest_ref_prob=data.rest_ref_prob)
         loader, nb = make_loader(f"{data.lrw_dir}/train-*.tar", dec, batch_size=data.batch_size, train=True,
                                  num_samples=n, seed=data.seed, epoch=ep, num_workers=data.num_workers, world_size=world)
         out["lrw"] = Stream(loader, nb, ep)

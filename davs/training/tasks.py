@@ -7,6 +7,7 @@ temporal discriminator) then trains on that stash, so every network is evaluated
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from davs.losses import (
     contrastive_loss,
     domain_confusion_loss,
     domain_discriminator_loss,
+    frame_sync_loss,
     gan_d_loss,
     gan_g_loss,
     masked_l1,
@@ -82,6 +84,7 @@ class _DAVSTask(Task):
             "loss/word_video": F.cross_entropy(lv, y),
             "loss/word_audio": F.cross_entropy(la, y),
             "loss/contrastive": contrastive_loss(masked_mean(v, mask), masked_mean(a, mask), y, margin),
+            "loss/frame_sync": frame_sync_loss(v, a, mask, y),
             "acc/word_video": accuracy(lv, y).detach(),
             "acc/word_audio": accuracy(la, y).detach(),
         }
@@ -118,6 +121,7 @@ class _DAVSTask(Task):
 class JointWeights:
     lr: float = 2e-3
     contrastive: float = 1.0
+    frame_sync: float = 1.0
     margin: float = 1.0
     domain: float = 0.1
     identity: float = 1.0
@@ -148,7 +152,8 @@ class JointTask(_DAVSTask):
         # is easiest by collapsing both (all features equal: contrastive loss 0.5, a stationary point)
         # before the word cross-entropy has separated the classes.
         ramp = min(1.0, self.step / self.w.warmup_steps) if self.w.warmup_steps else 1.0
-        return {"loss/contrastive": self.w.contrastive * ramp, "loss/domain_confusion": self.w.domain * ramp,
+        return {"loss/contrastive": self.w.contrastive * ramp, "loss/frame_sync": self.w.frame_sync * ramp,
+                "loss/domain_confusion": self.w.domain * ramp,
                 "loss/identity": self.w.identity}
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
@@ -174,6 +179,9 @@ class DisentWeights:
     uniform: float = 1.0
     keep: float = 1.0
     margin: float = 1.0
+    frame_sync: float = 1.0  # the joint stage's weight, kept
+    dis_steps: int = 1  # dis-classifier updates per encoder update
+    dis_memory: int = 1  # the dis-classifiers train on the features of the last dis_memory steps
 
 
 class DisentTask(_DAVSTask):
@@ -184,6 +192,12 @@ class DisentTask(_DAVSTask):
     side names its speakers (``num_speakers > 0``), Cs_w also reads the speaker from clip-pooled audio and
     video word features. ``enc`` trains the encoders so every dis-classifier's softmax is uniform
     (MSE to 1/N), keeping the stage-1 losses.
+
+    An adversary that lags the encoder is fooled by small moves of the features without the
+    information going away; so the dis-classifiers take ``dis_steps`` updates per encoder update, on
+    the detached features of the last ``dis_memory`` steps (a FIFO memory, newest first), to stay close
+    to the best classifier of the current features. The memory is not checkpointed: a resumed run
+    refills it in ``dis_memory`` steps.
     """
 
     phases = ("enc", "dis")
@@ -194,6 +208,10 @@ class DisentTask(_DAVSTask):
         self.dis = ("Cw_p", "Cp_w", "Cs_w") if cfg.num_speakers > 0 else ("Cw_p", "Cp_w")
         super().__init__(cfg, (*self.ENCODERS, *self.dis))
         self.w = w
+        self.memory: deque[dict[str, torch.Tensor]] = deque(maxlen=max(1, w.dis_memory))
+
+    def phase_repeats(self, phase: str) -> int:
+        return max(1, self.w.dis_steps) if phase == "dis" else 1
 
     def phase_params(self, phase: str) -> list[nn.Parameter]:
         names = self.ENCODERS if phase == "enc" else self.dis
@@ -206,7 +224,8 @@ class DisentTask(_DAVSTask):
         k = self.w.keep
         return {"loss/uniform_word_from_id": self.w.uniform, "loss/uniform_id_from_word": self.w.uniform,
                 "loss/uniform_speaker_from_word": self.w.uniform,
-                "loss/word_video": k, "loss/word_audio": k, "loss/contrastive": k, "loss/identity": k}
+                "loss/word_video": k, "loss/word_audio": k, "loss/contrastive": k,
+                "loss/frame_sync": k * self.w.frame_sync, "loss/identity": k}
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
         n, lrw, celeb = self.nets, self.batch["lrw"], self.batch["celeb"]
@@ -222,20 +241,25 @@ class DisentTask(_DAVSTask):
             pooled = torch.cat([masked_mean(v, lrw["mask"])[known], masked_mean(a, lrw["mask"])[known]])  # (2K, D)
             if "Cs_w" in n and len(pooled):
                 out["loss/uniform_speaker_from_word"] = uniform_mse_loss(n["Cs_w"](pooled))
-            self.cache["feats"] = (id_seq.detach(), word_img.detach(), pooled.detach(), lrw["speaker"][known].repeat(2))
+            self.memory.appendleft({
+                "id_seq": id_seq.detach(), "mask": lrw["mask"], "word": lrw["label"], "word_img": word_img.detach(),
+                "celeb": celeb["label"], "pooled": pooled.detach(), "speaker": lrw["speaker"][known].repeat(2),
+            })
             return out
-        id_seq, word_img, pooled, speakers = self.cache["feats"]
-        lw, lp = n["Cw_p"](id_seq, lrw["mask"]), n["Cp_w"](word_img)
-        out = {
-            "loss/dis_word_from_id": F.cross_entropy(lw, lrw["label"]),
-            "loss/dis_id_from_word": F.cross_entropy(lp, celeb["label"]),
-            "acc/dis_word_from_id": accuracy(lw, lrw["label"]).detach(),
-            "acc/dis_id_from_word": accuracy(lp, celeb["label"]).detach(),
+        m = {k: torch.cat([e[k] for e in self.memory]) for k in self.memory[0]}  # newest step first
+        now = self.memory[0]
+        lw, lp = n["Cw_p"](m["id_seq"], m["mask"]), n["Cp_w"](m["word_img"])
+        out = {  # losses over the memory; accuracies on this step's features
+            "loss/dis_word_from_id": F.cross_entropy(lw, m["word"]),
+            "loss/dis_id_from_word": F.cross_entropy(lp, m["celeb"]),
+            "acc/dis_word_from_id": accuracy(lw[: len(now["word"])], now["word"]).detach(),
+            "acc/dis_id_from_word": accuracy(lp[: len(now["celeb"])], now["celeb"]).detach(),
         }
-        if "Cs_w" in n and len(pooled):
-            ls = n["Cs_w"](pooled)
-            out["loss/dis_speaker_from_word"] = F.cross_entropy(ls, speakers)
-            out["acc/dis_speaker_from_word"] = accuracy(ls, speakers).detach()
+        if "Cs_w" in n and len(m["pooled"]):
+            ls = n["Cs_w"](m["pooled"])
+            out["loss/dis_speaker_from_word"] = F.cross_entropy(ls, m["speaker"])
+            if len(now["speaker"]):
+                out["acc/dis_speaker_from_word"] = accuracy(ls[: len(now["speaker"])], now["speaker"]).detach()
         return out
 
     @torch.no_grad()
@@ -338,7 +362,8 @@ class GenTask(_DAVSTask):
 
     @torch.no_grad()
     def validate(self, batches: dict[str, Any], device: torch.device) -> dict[str, float]:
-        sums = {"l1_audio": 0.0, "l1_video": 0.0, "l1_copy_ref": 0.0, "l1_mouth_audio": 0.0, "l1_mouth_copy_ref": 0.0}
+        sums = {"l1_audio": 0.0, "l1_video": 0.0, "l1_copy_ref": 0.0, "l1_mouth_audio": 0.0, "l1_mouth_video": 0.0,
+                "l1_mouth_copy_ref": 0.0}
         n = 0
         for b in batches.get("lrw", []):
             b = to_device(b, device)
@@ -350,6 +375,7 @@ class GenTask(_DAVSTask):
             sums["l1_video"] += masked_l1(fv, p["gt"]).item() * k
             sums["l1_copy_ref"] += masked_l1(copy, p["gt"]).item() * k
             sums["l1_mouth_audio"] += masked_l1(fa, p["gt"], self.w.mouth_box).item() * k
+            sums["l1_mouth_video"] += masked_l1(fv, p["gt"], self.w.mouth_box).item() * k
             sums["l1_mouth_copy_ref"] += masked_l1(copy, p["gt"], self.w.mouth_box).item() * k
             n += k
         return {k: v / max(1, n) for k, v in sums.items()}
