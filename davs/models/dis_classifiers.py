@@ -22,11 +22,16 @@ class IdentityFromWord(nn.Module):
 
     Built twice by the disentanglement stage: on MS-Celeb identities (word features of still faces) and,
     where the LRW-side data names its speakers, on speakers (clip-pooled audio and video word features).
+
+    The input is standardised per feature (BatchNorm without affine parameters): otherwise the encoder
+    can hide identity in low-variance directions that an MLP trained with Adam on raw features barely
+    uses but any standardised linear probe reads.
     """
 
     def __init__(self, feat_dim: int = 128, num_ids: int = 1000, hidden: int = 256) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(feat_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, num_ids))
+        self.net = nn.Sequential(nn.BatchNorm1d(feat_dim, affine=False), nn.Linear(feat_dim, hidden),
+                                 nn.ReLU(inplace=True), nn.Linear(hidden, num_ids))
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.net(feats)
