@@ -167,6 +167,18 @@ def test_train_loader_is_seeded_and_balanced(shards):
     assert keys(1)[0] != a
 
 
+def test_rest_reference_frames_lie_outside_the_word(shards):
+    loader, _ = make_loader(str(shards / "lrw" / "train-*.tar"), LRWDecode(25, 2, 5, 0, None, True, rest_ref_prob=1.0),
+                            batch_size=4, train=True, num_samples=18, seed=0)
+    checked = 0
+    for b in loader:
+        for mask, ref in zip(b["mask"], b["ref"]):
+            if (~mask).any():
+                assert not mask[ref], "a rest reference frame inside the word"
+                checked += 1
+    assert checked > 10
+
+
 def test_too_few_shards_for_workers_is_an_error(shards):
     with pytest.raises(ValueError, match="shards < workers x ranks"):
         make_loader(str(shards / "msceleb" / "val-*.tar"), decode_celeb, batch_size=2, train=True, num_samples=8,

@@ -37,6 +37,25 @@ def test_component_shapes(cfg):
     assert m["D_temporal"](clip, a[:, : cfg.window]).shape == (b,)
 
 
+def test_generator_starts_as_copy_and_its_mask_copies_exactly():
+    torch.manual_seed(0)
+    m = build(SMALL, ("Ep", "G"))
+    ref = torch.rand(3, 3, 32, 32) * 2 - 1
+    idf = m["Ep"](ref)
+    word = torch.randn(3, SMALL.feat_dim)
+    out, mask = m["G"](idf.fmap, idf.skips, word, return_mask=True)
+    assert torch.equal(out, ref) and mask.shape == (3, 1, 32, 32)  # zero change at initialisation
+    with torch.no_grad():  # a large change, but a saturated mask: still the reference, exactly
+        m["G"].to_rgb.bias.copy_(torch.tensor([0.7, -0.7, 0.5, 40.0]))
+    out = m["G"](idf.fmap, idf.skips, word)
+    torch.testing.assert_close(out, ref)
+    with torch.no_grad():  # an open mask lets the change through
+        m["G"].to_rgb.bias[3] = -40.0
+    assert (m["G"](idf.fmap, idf.skips, word) - ref).abs().mean() > 0.3
+    # the word reaches the image through a per-cell spatial projection
+    assert m["G"].word_proj.out_features == 2 * SMALL.gen_width * m["Ep"].fmap_size**2
+
+
 def test_davs_size_preset_builds_the_paper_networks():
     cfg = DAVSConfig.davs_size()
     assert (cfg.image_size, cfg.feat_dim, cfg.num_words) == (256, 256, 500)
