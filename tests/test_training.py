@@ -80,6 +80,25 @@ def test_resume_after_kill_matches_an_uninterrupted_run(shards, tmp_path):
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2
 
 
+def test_disent_resume_carries_the_dis_classifier_memory(trained, shards, tmp_path):
+    data = _data(shards)
+    out, cfg, _, _ = trained
+    w = DisentWeights(dis_steps=2, dis_memory=3)
+
+    def run(steps, ckpt, dst):
+        loop = LoopConfig(steps=steps, log_every=2, val_every=100, ckpt_every=2, checkpoint=str(ckpt))
+        run_disent(data, cfg, loop, w, out / "joint.pt", dst, CPU)
+        return load_model(dst)["nets"]
+
+    straight = run(6, tmp_path / "a" / "last.pt", tmp_path / "a.pt")
+    run(4, tmp_path / "b" / "last.pt", tmp_path / "b4.pt")
+    assert len(load_checkpoint(tmp_path / "b" / "last.pt")["task"]["_extra_state"]["memory"]) == 3
+    resumed = run(6, tmp_path / "b" / "last.pt", tmp_path / "b.pt")
+    for part in straight:
+        for k, v in straight[part].items():
+            torch.testing.assert_close(v, resumed[part][k], msg=f"{part}.{k} differs after resume")
+
+
 def test_same_seed_same_result(shards, tmp_path):
     data = _data(shards)
     cfg = model_config_for(data, **SIZES)

@@ -196,8 +196,8 @@ class DisentTask(_DAVSTask):
     An adversary that lags the encoder is fooled by small moves of the features without the
     information going away; so the dis-classifiers take ``dis_steps`` updates per encoder update, on
     the detached features of the last ``dis_memory`` steps (a FIFO memory, newest first), to stay close
-    to the best classifier of the current features. The memory is not checkpointed: a resumed run
-    refills it in ``dis_memory`` steps.
+    to the best classifier of the current features. The memory travels in the task's checkpoint
+    (``get_extra_state``), so a resumed run continues exactly as an uninterrupted one.
     """
 
     phases = ("enc", "dis")
@@ -212,6 +212,12 @@ class DisentTask(_DAVSTask):
 
     def phase_repeats(self, phase: str) -> int:
         return max(1, self.w.dis_steps) if phase == "dis" else 1
+
+    def get_extra_state(self) -> dict[str, list[dict[str, torch.Tensor]]]:
+        return {"memory": list(self.memory)}  # plain lists and tensors: loadable with weights_only=True
+
+    def set_extra_state(self, state: dict[str, list[dict[str, torch.Tensor]]]) -> None:
+        self.memory = deque(state["memory"], maxlen=self.memory.maxlen)
 
     def phase_params(self, phase: str) -> list[nn.Parameter]:
         names = self.ENCODERS if phase == "enc" else self.dis
