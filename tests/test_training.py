@@ -80,6 +80,23 @@ def test_resume_after_kill_matches_an_uninterrupted_run(shards, tmp_path):
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2
 
 
+def test_finished_run_resumes_with_metrics_and_other_code_retrains(shards, tmp_path, monkeypatch, caplog):
+    import davs.training.stages as S
+
+    data = _data(shards)
+    cfg = model_config_for(data, **SIZES)
+    loop = LoopConfig(steps=2, val_every=100, ckpt_every=2, checkpoint=str(tmp_path / "last.pt"))
+    first = run_joint(data, cfg, loop, JointWeights(), tmp_path / "a.pt", CPU)
+    with caplog.at_level("INFO"):
+        again = run_joint(data, cfg, loop, JointWeights(), tmp_path / "b.pt", CPU)
+    assert "resumed from" in caplog.text and again == first  # nothing to train, metrics still reported
+    caplog.clear()
+    monkeypatch.setattr(S, "source_hash", lambda: "edited-code")
+    with caplog.at_level("INFO"):
+        run_joint(data, cfg, loop, JointWeights(), tmp_path / "c.pt", CPU)
+    assert "ignoring" in caplog.text and "resumed from" not in caplog.text
+
+
 def test_disent_resume_carries_the_dis_classifier_memory(trained, shards, tmp_path):
     data = _data(shards)
     out, cfg, _, _ = trained

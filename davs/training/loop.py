@@ -219,6 +219,9 @@ def train(
                 "rng": torch.get_rng_state(),
             })
     bar.close()
+    if val_streams and not val_metrics and main:  # resumed a finished run: still report its metrics
+        task.eval()
+        val_metrics = {f"val/{k}": v for k, v in task.validate({k: f() for k, f in val_streams.items()}, device).items()}
     return val_metrics
 
 

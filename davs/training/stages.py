@@ -7,6 +7,7 @@ stage's model file ``{"model_config", "stage", "nets": {component: state_dict}}`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -103,13 +104,23 @@ def _run(task: Any, stage: str, data: DataSpec, cfg: DAVSConfig, loop: LoopConfi
         task.load_parts(load_model(init, cfg, fields=DAVSConfig.ENCODER_FIELDS)["nets"], init_parts)
     loop.fingerprint = {"stage": stage, "data": asdict(data), "model": cfg.to_dict(), "loop": {
         k: v for k, v in asdict(loop).items() if k not in ("checkpoint", "fingerprint", "log_every", "val_every")},
-        "weights": asdict(task.w), "init": _file_id(init)}
+        "weights": asdict(task.w), "init": _file_id(init), "code": source_hash()}
     streams = _streams(task.streams, data, cfg.window)
     val = eval_loaders(data, cfg.window, "val", task.streams)
     metrics = train(task, streams, loop, device, val_streams=val, callback=callback)
     if D.is_main():
         save_model(out, task, cfg, stage, metrics)
     return metrics
+
+
+def source_hash() -> str:
+    """Hash of the ``davs`` package's Python sources: a checkpoint written by other code is not resumed
+    from (a changed loss or model must retrain, not pick up the old run's finished weights)."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _file_id(path: str | Path | None) -> str:
