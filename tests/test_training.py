@@ -128,6 +128,18 @@ def test_same_seed_same_result(shards, tmp_path):
             assert torch.equal(v, outs[1][part][k]), f"{part}.{k}"
 
 
+def test_validation_cadence_does_not_change_training(shards, tmp_path):
+    data = _data(shards)
+    cfg = model_config_for(data, **SIZES)
+    outs = []
+    for i, every in enumerate((1, 100)):
+        run_joint(data, cfg, LoopConfig(steps=3, val_every=every), JointWeights(), tmp_path / f"{i}.pt", CPU)
+        outs.append(load_model(tmp_path / f"{i}.pt")["nets"])
+    for part in outs[0]:
+        for k, v in outs[0][part].items():
+            assert torch.equal(v, outs[1][part][k]), f"{part}.{k}"
+
+
 def test_nan_guard_stops_the_run(shards, tmp_path, monkeypatch):
     data = _data(shards)
     cfg = model_config_for(data, **SIZES)

@@ -205,9 +205,7 @@ def train(
                     callback(done, metrics)
             sums, n_sum, t_data, t_step = {}, 0, 0.0, 0.0
         if val_streams and (done % cfg.val_every == 0 or done == cfg.steps) and main:
-            task.eval()
-            val_metrics = {f"val/{k}": v for k, v in task.validate({k: f() for k, f in val_streams.items()}, device).items()}
-            task.train()
+            val_metrics = _validate(task, val_streams, device)
             log.info("step %d val %s", done, " ".join(f"{k}={v:.4g}" for k, v in val_metrics.items()))
             if callback:
                 callback(done, val_metrics)
@@ -220,9 +218,19 @@ def train(
             })
     bar.close()
     if val_streams and not val_metrics and main:  # resumed a finished run: still report its metrics
-        task.eval()
-        val_metrics = {f"val/{k}": v for k, v in task.validate({k: f() for k, f in val_streams.items()}, device).items()}
+        val_metrics = _validate(task, val_streams, device)
     return val_metrics
+
+
+def _validate(task: Task, val_streams: dict[str, Callable[[], Any]], device: torch.device) -> dict[str, float]:
+    """Validation in eval mode, on a forked RNG: creating its loaders draws from torch's global generator
+    (DataLoader seeds), which training's dropout also uses, so without the fork ``val_every`` would
+    change the trained weights."""
+    task.eval()
+    with torch.random.fork_rng(devices=[]):
+        out = {f"val/{k}": v for k, v in task.validate({k: f() for k, f in val_streams.items()}, device).items()}
+    task.train()
+    return out
 
 
 def _resume(task: Task, opts: dict, streams: dict[str, Stream], cfg: LoopConfig, fp: str, device: torch.device) -> int:
