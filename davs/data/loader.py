@@ -9,7 +9,8 @@ do not depend on worker scheduling.
 LRW batches: ``frames`` (B, T, H, W, 3) uint8, ``mfcc`` (B, T, F, C) float32, ``mask`` (B, T) bool,
 ``label`` (B,), ``speaker`` (B,) (-1 = unknown), ``ref`` (B,) reference-frame index, ``start`` (B,)
 window start. In training the reference is any frame or, with ``rest_ref_prob``, one outside the word,
-like the still portrait generation starts from (and evaluation's first frame). MS-Celeb batches: ``image`` (B, H, W, 3) uint8, ``label`` (B,).
+like the still portrait generation starts from (and evaluation's first frame).
+MS-Celeb batches: ``image`` (B, H, W, 3) uint8, ``label`` (B,).
 """
 
 from __future__ import annotations

@@ -25,7 +25,6 @@ def contrastive_loss(video: torch.Tensor, audio: torch.Tensor, labels: torch.Ten
     return pos.mean() + neg_term
 
 
-
 def frame_sync_loss(
     video: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
     min_gap: int = 3,

@@ -368,20 +368,16 @@ class GenTask(_DAVSTask):
 
     @torch.no_grad()
     def validate(self, batches: dict[str, Any], device: torch.device) -> dict[str, float]:
-        sums = {"l1_audio": 0.0, "l1_video": 0.0, "l1_copy_ref": 0.0, "l1_mouth_audio": 0.0, "l1_mouth_video": 0.0,
-                "l1_mouth_copy_ref": 0.0}
+        sums: dict[str, float] = {}
         n = 0
         for b in batches.get("lrw", []):
             b = to_device(b, device)
             p = self._prepare(b)
-            fa, fv = self.generate(p["ref"], p["a"]), self.generate(p["ref"], p["v"])
-            copy = p["ref"][:, None].expand_as(p["gt"])
+            preds = {"audio": self.generate(p["ref"], p["a"]), "video": self.generate(p["ref"], p["v"]),
+                     "copy_ref": p["ref"][:, None].expand_as(p["gt"])}
             k = len(b["label"])
-            sums["l1_audio"] += masked_l1(fa, p["gt"]).item() * k
-            sums["l1_video"] += masked_l1(fv, p["gt"]).item() * k
-            sums["l1_copy_ref"] += masked_l1(copy, p["gt"]).item() * k
-            sums["l1_mouth_audio"] += masked_l1(fa, p["gt"], self.w.mouth_box).item() * k
-            sums["l1_mouth_video"] += masked_l1(fv, p["gt"], self.w.mouth_box).item() * k
-            sums["l1_mouth_copy_ref"] += masked_l1(copy, p["gt"], self.w.mouth_box).item() * k
+            for name, pred in preds.items():  # l1_<name> on the face, l1_mouth_<name> on the mouth box
+                for key, box in ((f"l1_{name}", None), (f"l1_mouth_{name}", self.w.mouth_box)):
+                    sums[key] = sums.get(key, 0.0) + masked_l1(pred, p["gt"], box).item() * k
             n += k
         return {k: v / max(1, n) for k, v in sums.items()}
