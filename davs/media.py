@@ -7,7 +7,9 @@ media (any container / codec / sample rate) goes through PyAV here.
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,21 +25,25 @@ def atomic_path(path: str | os.PathLike) -> Path:
 
 def write_mp4(
     path: str | os.PathLike,
-    frames: np.ndarray,
+    frames: np.ndarray | Iterable[np.ndarray],
     fps: int = 25,
     audio: np.ndarray | None = None,
     sample_rate: int = 16000,
     crf: int = 20,
     preset: str = "veryfast",
 ) -> None:
-    """Write ``frames`` (T, H, W, 3) uint8 as H.264 and optional mono ``audio`` (N,) float in [-1, 1] as AAC.
+    """Write ``frames`` (T, H, W, 3) uint8 (or any iterable of (H, W, 3) frames, consumed as encoded) as H.264 and optional mono ``audio`` (N,) float in [-1, 1] as AAC.
 
     The file appears under ``path`` only when complete (temp name + rename). Encoding is single-threaded
     so the same input gives the same bytes.
     """
     path = Path(path)
     tmp = atomic_path(path)
-    t, h, w, _ = frames.shape
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError(f"{path}: no frames to write")
+    h, w = first.shape[:2]
     try:
         with av.open(str(tmp), mode="w", format="mp4") as out:
             vs = out.add_stream("libx264", rate=fps)
@@ -49,7 +55,7 @@ def write_mp4(
                 as_ = out.add_stream("aac", rate=sample_rate, layout="mono")
                 as_.thread_count = 1
                 as_.bit_rate = 64000
-            for arr in frames:
+            for arr in itertools.chain([first], frames):
                 for pkt in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")):
                     out.mux(pkt)
             for pkt in vs.encode():

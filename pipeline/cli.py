@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("train", help="run a training stage (joint, disent, gen); resumes from checkpoints/")
     t.add_argument("stage", choices=["joint", "disent", "gen"])
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    sub.add_parser("judges", help="train the evaluation judges (mouth-state regressor, SyncNet) -> models/judges.pt")
     e = sub.add_parser("eval", help="evaluate on the test split -> reports/metrics.json, plots, samples")
     e.add_argument("--device", default="auto")
     sub.add_parser("check-params", help="validate params.yaml and print it")
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             out = stages.ingest_msceleb(p)
         elif args.cmd == "train":
             out = stages.train(p, args.stage, args.device)
+        elif args.cmd == "judges":
+            out = stages.judges(p)
         elif args.cmd == "eval":
             from pipeline.evaluate import evaluate
 

@@ -75,15 +75,8 @@ def evaluate(p: Params, device: str = "auto") -> dict:
     m["identity/cp_acc_msceleb"] = E.topk(celeb["logits"], celeb["label"].astype(int), 1)
     m["identity/chance"] = E.majority_rate(celeb["label"])
 
-    log.info("eval: generation")
-    gen = E.generate_test(nets, test["lrw"](), dev)
-    box = tuple(p.data.mouth_box)
-    t = gen.gt.shape[1]
-    flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 - (N, T, H, W, 3) -> (N*T, H, W, 3)
-    copy = np.repeat(gen.ref[:, None], t, 1)
-    for name, pred in (("audio", gen.audio), ("video", gen.video), ("copy_ref", copy)):
-        m |= {f"quality/{name}_{k}": v for k, v in E.image_quality(flat(pred[:, 1:]), flat(gen.gt[:, 1:]), box).items()}
-    m |= {f"sync/{k}": v for k, v in gen.sync.items()}
+    gen_metrics, gen = evaluate_generator(p, nets, test["lrw"], dev)
+    m |= gen_metrics
     for ds in ("lrw", "msceleb"):
         q = REPORTS / "data_quality" / f"{ds}.json"
         if q.exists():
@@ -102,6 +95,36 @@ def evaluate(p: Params, device: str = "auto") -> dict:
     _samples(p, nets, gen, feats, dev)
     log.info("metrics: %s", json.dumps(m))
     return m
+
+
+def evaluate_generator(p: Params, nets: dict, test_lrw, dev: torch.device):  # noqa: ANN001, ANN201
+    """Regenerate every test clip (audio- and video-driven) and score it: SSIM / PSNR against the ground
+    truth, the embedding sync distance, and the judges (trained apart, never seen by training).
+    Returns (metrics, the generated clips)."""
+    from davs import evaluation as E
+    from davs.judges.data import load_clips
+    from davs.judges.scores import judge_videos
+    from davs.judges.train import load_judges
+
+    log.info("eval: generation")
+    gen = E.generate_test(nets, test_lrw(), dev)
+    box = tuple(p.data.mouth_box)
+    t = gen.gt.shape[1]
+    flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 - (N, T, H, W, 3) -> (N*T, H, W, 3)
+    copy = np.repeat(gen.ref[:, None], t, 1)
+    m: dict[str, float] = {}
+    for name, pred in (("audio", gen.audio), ("video", gen.video), ("copy_ref", copy)):
+        m |= {f"quality/{name}_{k}": v for k, v in E.image_quality(flat(pred[:, 1:]), flat(gen.gt[:, 1:]), box).items()}
+    m |= {f"sync/{k}": v for k, v in gen.sync.items()}
+
+    log.info("eval: judges (trained apart, never seen by training)")
+    judges = load_judges(paths.model_file("judges"), dev)
+    clips = load_clips(paths.lrw_shards(p), "test", p.data.image_size, box, 0, paths.mouth_states(p))
+    if clips.keys != gen.keys:
+        raise RuntimeError("judge clips and generated clips are not the same test clips in the same order")
+    videos = {"real": gen.gt, "audio": gen.audio, "video": gen.video, "copy_ref": copy}
+    m |= {f"judge/{k}": v for k, v in judge_videos(judges, videos, clips.mfcc, p.data.frame_offset, clips.states).items()}
+    return m, gen
 
 
 def _write_json(path: Path, d: dict) -> None:

@@ -123,6 +123,24 @@ class GenParams(_TrainCommon):
     l1_weight: NonNegF
     mouth_weight: NonNegF
     gan_weight: NonNegF
+    lip_weight: NonNegF  # lip-feature loss through the frozen video word encoder (0 = off)
+    mask_weight: NonNegF  # attention-mask penalty on the mouth box (0 = off)
+
+
+class JudgesParams(_Section):
+    seed: int  # the judges' own seed, not the pipeline's
+    width: Pos
+    embed_dim: Pos  # SyncNet embedding size
+    stack: Pos  # SyncNet: consecutive mouth frames per video input
+    max_shift: Pos  # SyncNet: audio offsets searched, +/- frames (Wav2Lip: 15 at 25 fps; 7 fits LRW's 29 frames)
+    margin: NonNeg  # ROI shift augmentation, pixels
+    mouth_steps: Pos
+    mouth_batch: Pos
+    sync_steps: Pos
+    sync_batch: Pos
+    lr: PosF
+    temperature: PosF
+    max_clips: NonNeg  # train clips the judges learn from; 0 = all
 
 
 class EvalParams(_Section):
@@ -141,6 +159,7 @@ class Params(_Section):
     joint: JointParams
     disent: DisentParams
     gen: GenParams
+    judges: JudgesParams
     eval: EvalParams
 
 

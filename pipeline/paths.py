@@ -16,6 +16,11 @@ def lrw_root(p: Params) -> Path:
     return Path(p.data.lrw_root) if p.data.lrw_root else Path(p.data.corpus_dir) / "lipread_mp4"
 
 
+def mouth_states(p: Params) -> Path:
+    """The corpus's mouth-state sidecar (absent from real LRW: the mouth judge is then skipped)."""
+    return lrw_root(p) / "mouth_states.csv"
+
+
 def msceleb_path(p: Params) -> Path:
     if p.data.msceleb_tsv:
         return Path(p.data.msceleb_tsv)

@@ -71,6 +71,29 @@ def ingest_msceleb(p: Params) -> dict:
     return run(paths.msceleb_path(p), paths.celeb_shards(p), paths.REPORTS / "data_quality" / "msceleb.json", cfg)
 
 
+def judges_config(p: Params):  # noqa: ANN201
+    from davs.judges.train import JudgeConfig
+
+    j = p.judges
+    return JudgeConfig(
+        seed=j.seed, image_size=p.data.image_size, mouth_box=tuple(p.data.mouth_box), margin=j.margin, width=j.width,
+        embed_dim=j.embed_dim, stack=j.stack, max_shift=j.max_shift, mouth_steps=j.mouth_steps,
+        mouth_batch=j.mouth_batch, sync_steps=j.sync_steps, sync_batch=j.sync_batch, lr=j.lr,
+        temperature=j.temperature,
+    )
+
+
+def judges(p: Params) -> dict:
+    """Train the evaluation judges (mouth-state regressor, SyncNet) on real train clips."""
+    from davs.judges.data import load_clips
+    from davs.judges.train import train_judges
+
+    cfg = judges_config(p)
+    data = load_clips(paths.lrw_shards(p), "train", cfg.image_size, cfg.mouth_box, cfg.margin,
+                      paths.mouth_states(p), p.judges.max_clips)
+    return train_judges(data, cfg, paths.model_file("judges"))
+
+
 def data_spec(p: Params, stage: str):  # noqa: ANN201
     from davs.training.stages import DataSpec
 
@@ -150,7 +173,7 @@ def train(p: Params, stage: str, device: str = "auto") -> dict:
         elif stage == "gen":
             g = p.gen
             w = GenWeights(lr=g.lr, d_lr=g.d_lr, l1=g.l1_weight, mouth=g.mouth_weight, gan=g.gan_weight,
-                           mouth_box=tuple(p.data.mouth_box))
+                           lip=g.lip_weight, mask=g.mask_weight, mouth_box=tuple(p.data.mouth_box))
             metrics = S.run_gen(data, cfg, loop, w, paths.model_file("disent"), out, dev, cb)
         else:
             raise ValueError(f"unknown training stage {stage!r} (joint, disent, gen)")

@@ -54,10 +54,12 @@ def tiny_data(shards: Path, **kw):  # noqa: ANN201
 
 
 @pytest.fixture(scope="session")
-def tiny_models(shards: Path, tmp_path_factory: pytest.TempPathFactory):
+def tiny_models(shards: Path, corpus: Path, tmp_path_factory: pytest.TempPathFactory):
     """joint -> disent -> gen, a few steps each, on the tiny shards: (dir, cfg, metrics, logged)."""
     from dataclasses import replace
 
+    from davs.judges.data import load_clips
+    from davs.judges.train import JudgeConfig, train_judges
     from davs.training.loop import LoopConfig
     from davs.training.stages import model_config_for, run_disent, run_gen, run_joint
     from davs.training.tasks import DisentWeights, GenWeights, JointWeights
@@ -69,7 +71,12 @@ def tiny_models(shards: Path, tmp_path_factory: pytest.TempPathFactory):
     logged: list = []
     m1 = run_joint(data, cfg, loop, JointWeights(), out / "joint.pt", CPU, lambda s, m: logged.append((s, m)))
     m2 = run_disent(data, cfg, replace(loop), DisentWeights(), out / "joint.pt", out / "disent.pt", CPU)
-    m3 = run_gen(data, cfg, replace(loop, optimizer="adam"), GenWeights(), out / "disent.pt", out / "gen.pt", CPU)
+    m3 = run_gen(data, cfg, replace(loop, optimizer="adam"), GenWeights(lip=1.0, mask=0.1), out / "disent.pt",
+                 out / "gen.pt", CPU)
+    judges = JudgeConfig(image_size=32, width=8, embed_dim=16, mouth_steps=5, sync_steps=5, sync_batch=8, mouth_batch=16)
+    clips = load_clips(shards / "lrw", "train", 32, judges.mouth_box, judges.margin,
+                       corpus / "lipread_mp4" / "mouth_states.csv")
+    train_judges(clips, judges, out / "judges.pt")
     return out, cfg, (m1, m2, m3), logged
 
 

@@ -28,6 +28,7 @@ TINY_PARAMS = {
     "gen.batch_size": 4, "joint.id_batch_size": 8, "disent.id_batch_size": 8,
     "joint.num_workers": 0, "disent.num_workers": 0, "gen.num_workers": 0,
     "eval.batch_size": 4, "eval.num_samples": 1,
+    "judges.width": 8, "judges.embed_dim": 16, "judges.mouth_steps": 5, "judges.sync_steps": 5, "judges.sync_batch": 8,
 }
 
 
@@ -74,7 +75,9 @@ def test_dvc_repro_noop_and_experiment(repo, venv_env):
     assert _ran(r.stdout) == dvc_stages(ROOT / "dvc.yaml")
     m = json.loads((repo / "reports" / "metrics.json").read_text())
     for key in ("word_acc/audio_top1", "word_acc/video_top1", "leakage/word_from_identity", "quality/audio_ssim",
-                "quality/copy_ref_psnr", "retrieval/r_at_1", "sync/dist_generated", "identity/cp_acc_msceleb"):
+                "quality/copy_ref_psnr", "retrieval/r_at_1", "sync/dist_generated", "identity/cp_acc_msceleb",
+                "judge/lse_c_real", "judge/lse_c_audio", "judge/offset_audio", "judge/mouth_open_corr_audio",
+                "judge/mouth_open_corr_copy_ref"):
         assert key in m, key
     assert (repo / "reports" / "figures" / "grid.png").stat().st_size > 1000
     assert list((repo / "reports" / "samples").glob("*.mp4"))

@@ -70,14 +70,14 @@ class FaceDetector:
         ok = ~np.isnan(boxes[:, 0])
         for k in range(3):
             boxes[:, k] = np.interp(idx, idx[ok], boxes[ok, k])
-        unfilled = _long_gaps(missing, max_gap)
+        unfilled = long_gaps(missing, max_gap)
         if smooth > 1 and n > 1:
             half = smooth // 2
             boxes = np.stack([np.median(boxes[max(0, i - half) : i + half + 1], axis=0) for i in range(n)])
         return boxes, unfilled
 
 
-def _long_gaps(missing: list[int], max_gap: int) -> list[int]:
+def long_gaps(missing: list[int], max_gap: int) -> list[int]:
     """The missing indices that belong to runs longer than max_gap."""
     out, run = [], []
     for i in missing + [None]:

@@ -12,3 +12,17 @@ def masked_l1(pred: torch.Tensor, target: torch.Tensor, box: tuple[float, float,
         y0, x0, y1, x1 = int(box[0] * h), int(box[1] * w), max(int(box[2] * h), int(box[0] * h) + 1), max(int(box[3] * w), int(box[1] * w) + 1)
         pred, target = pred[..., y0:y1, x0:x1], target[..., y0:y1, x0:x1]
     return (pred.float() - target.float()).abs().mean()
+
+
+def lip_feature_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean (1 - cosine similarity) of per-frame word features (..., D): the generated mouth must read, to a
+    frozen lip reader, as the target mouth does."""
+    return (1 - torch.nn.functional.cosine_similarity(pred.float(), target.float(), dim=-1)).mean()
+
+
+def mask_box_mean(mask: torch.Tensor, box: tuple[float, float, float, float]) -> torch.Tensor:
+    """Mean of an attention mask (..., 1, H, W) over the relative box: GANimation's attention penalty, kept to
+    the mouth so the mask cannot saturate to "copy the reference" where speech moves the face."""
+    h, w = mask.shape[-2:]
+    y0, x0, y1, x1 = int(box[0] * h), int(box[1] * w), max(int(box[2] * h), int(box[0] * h) + 1), max(int(box[3] * w), int(box[1] * w) + 1)
+    return mask[..., y0:y1, x0:x1].float().mean()

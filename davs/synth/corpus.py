@@ -7,8 +7,10 @@ ending ``Duration: 0.53 seconds``. Speech is real eSpeak NG output; lips follow 
 MS-Celeb format: ``FaceImageCroppedWithAlignment.tsv``, seven TAB-separated columns with a base64
 float32 face rectangle and a base64 JPEG face crop.
 
-The only thing beyond the real formats is ``lipread_mp4/speakers.csv`` (clip -> speaker), metadata that
-real LRW does not have; ingestion uses it when present to report identity leakage per speaker.
+Beyond the real formats, two sidecars of metadata that real LRW does not have, which no reader needs:
+``lipread_mp4/speakers.csv`` (clip -> speaker; ingestion uses it when present to report identity leakage
+per speaker) and ``lipread_mp4/mouth_states.csv`` (clip, frame -> the renderer's mouth state: open, width,
+round), the ground truth of the evaluation judges (:mod:`davs.judges`).
 """
 
 from __future__ import annotations
@@ -156,7 +158,37 @@ def render_clip(job: ClipJob, spec: CorpusSpec) -> dict:
         f"{job.word} {offset:.3f} {offset + dur:.3f} 0.0\nDuration: {dur:.2f} seconds\n"
     )
     os.replace(tmp, txt)
-    return {"clip": str(path), "word": job.word, "split": job.split, "speaker": job.speaker, "duration": round(dur, 3)}
+    return {"clip": str(path), "word": job.word, "split": job.split, "speaker": job.speaker, "duration": round(dur, 3),
+            "mouth": track}
+
+
+MOUTH_STATES = "mouth_states.csv"
+MOUTH_FIELDS = ("open", "width", "round")
+
+
+def write_mouth_states(path: Path, tracks: dict[str, np.ndarray]) -> None:
+    """The sidecar ``clip,frame,open,width,round``: one row per frame, clips in the given order."""
+    tmp = atomic_path(path)
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["clip", "frame", *MOUTH_FIELDS])
+        for clip, track in tracks.items():
+            for t, row in enumerate(np.asarray(track)):
+                w.writerow([clip, t, *(f"{v:.4f}" for v in row)])
+    os.replace(tmp, path)
+
+
+def read_mouth_states(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """``mouth_states.csv`` -> {clip path relative to ``lipread_mp4/``: (frames, 3) float32 (open, width, round)}."""
+    rows: dict[str, list[tuple[int, list[float]]]] = {}
+    with open(path, newline="") as f:
+        r = csv.DictReader(f)
+        missing = {"clip", "frame", *MOUTH_FIELDS} - set(r.fieldnames or ())
+        if missing:
+            raise ValueError(f"{path}: missing columns {sorted(missing)}")
+        for row in r:
+            rows.setdefault(row["clip"], []).append((int(row["frame"]), [float(row[k]) for k in MOUTH_FIELDS]))
+    return {c: np.asarray([v for _, v in sorted(fr)], np.float32) for c, fr in rows.items()}
 
 
 def hash_word(word: str) -> int:
@@ -228,6 +260,7 @@ def generate(out: str | os.PathLike, vocab: list[str], spec: CorpusSpec) -> dict
         for m in meta:
             w.writerow([os.path.relpath(m["clip"], lrw), f"spk{m['speaker']:03d}"])
     os.replace(tmp, spk)
+    write_mouth_states(lrw / MOUTH_STATES, {os.path.relpath(m["clip"], lrw): m["mouth"] for m in meta})
     tsv = out / "msceleb" / "FaceImageCroppedWithAlignment.tsv"
     tsv.parent.mkdir(parents=True, exist_ok=True)
     tmp = atomic_path(tsv)

@@ -22,6 +22,8 @@ from davs.losses import (
     frame_sync_loss,
     gan_d_loss,
     gan_g_loss,
+    lip_feature_loss,
+    mask_box_mean,
     masked_l1,
     uniform_mse_loss,
 )
@@ -44,13 +46,16 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (logits.argmax(-1) == labels).float().mean()
 
 
-def generate_frames(ep: nn.Module, g: nn.Module, ref: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
-    """ref (B, 3, H, W) reference faces, words (B, W, D) word features -> (B, W, 3, H, W) frames."""
+def generate_frames(ep: nn.Module, g: nn.Module, ref: torch.Tensor, words: torch.Tensor,
+                    return_mask: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """ref (B, 3, H, W) reference faces, words (B, W, D) word features -> (B, W, 3, H, W) frames
+    (and G's attention masks (B, W, 1, H, W), 1 = copied from the reference)."""
     b, w = words.shape[:2]
     idf = ep(ref)
     rep = lambda x: x.repeat_interleave(w, 0)  # noqa: E731 - (B, ...) -> (B*W, ...)
-    out = g(rep(idf.fmap), [rep(s) for s in idf.skips], words.flatten(0, 1))  # (B*W, 3, H, W)
-    return out.view(b, w, *out.shape[1:])  # (B, W, 3, H, W)
+    out, mask = g(rep(idf.fmap), [rep(s) for s in idf.skips], words.flatten(0, 1), return_mask=True)  # (B*W, 3|1, H, W)
+    out = out.view(b, w, *out.shape[1:])  # (B, W, 3, H, W)
+    return (out, mask.view(b, w, *mask.shape[1:])) if return_mask else out
 
 
 def window(x: torch.Tensor, start: torch.Tensor, size: int) -> torch.Tensor:
@@ -299,6 +304,8 @@ class GenWeights:
     l1: float = 1.0
     mouth: float = 1.0
     gan: float = 0.01
+    lip: float = 0.0  # lip-feature loss: the frozen Ev_w must read the generated mouth as the real one
+    mask: float = 0.0  # attention penalty on the mouth box (GANimation), against a mask saturated to "copy"
     mouth_box: tuple[float, float, float, float] = (0.62, 0.25, 0.95, 0.75)
 
 
@@ -308,6 +315,12 @@ class GenTask(_DAVSTask):
     A reference frame gives the identity (Ep); per-frame word features come from the audio
     (audio-driven) or from the video (video-driven). L1 on the face and on the mouth box, both scaled
     by ``l1``; a temporal GAN over ``window`` consecutive generated frames, conditioned on the audio.
+
+    L1 alone averages the possible mouths of a word feature into a closed, blurred one. Two terms beyond
+    the paper make G draw the mouth: ``lip``, a perceptual loss in the space of the frozen video word
+    encoder (the joint stage's lip reader and sync expert, as Wav2Lip uses a frozen SyncNet): the
+    generated window must give the features the real window gives; and ``mask``, GANimation's attention
+    penalty restricted to the mouth box, so the gate cannot settle on copying the reference's mouth.
     """
 
     phases = ("g", "d")
@@ -336,11 +349,12 @@ class GenTask(_DAVSTask):
         return (0.5, 0.999)
 
     def loss_weights(self) -> dict[str, float]:
-        return {"loss/l1": self.w.l1, "loss/l1_mouth": self.w.l1 * self.w.mouth, "loss/gan": self.w.gan}
+        return {"loss/l1": self.w.l1, "loss/l1_mouth": self.w.l1 * self.w.mouth, "loss/gan": self.w.gan,
+                "loss/lip": self.w.lip, "loss/mask": self.w.mask}
 
-    def generate(self, ref: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
+    def generate(self, ref: torch.Tensor, words: torch.Tensor, return_mask: bool = False):  # noqa: ANN201
         """ref (B, 3, H, W) reference faces, words (B, W, D) word features -> (B, W, 3, H, W) frames."""
-        return generate_frames(self.nets["Ep"], self.nets["G"], ref, words)
+        return generate_frames(self.nets["Ep"], self.nets["G"], ref, words, return_mask)
 
     def _prepare(self, lrw: dict) -> dict[str, torch.Tensor]:
         with torch.no_grad():
@@ -348,21 +362,28 @@ class GenTask(_DAVSTask):
             v, a = self.nets["Ev_w"](frames), self.nets["Ea_w"](lrw["mfcc"])  # (B, T, D)
             ws = self.cfg.window
             ref = frames[torch.arange(len(frames), device=frames.device), lrw["ref"]]  # (B, 3, H, W)
-            return {"ref": ref, "gt": window(frames, lrw["start"], ws), "a": window(a, lrw["start"], ws),
-                    "v": window(v, lrw["start"], ws)}
+            gt = window(frames, lrw["start"], ws)  # (B, W, 3, H, W)
+            return {"ref": ref, "gt": gt, "a": window(a, lrw["start"], ws), "v": window(v, lrw["start"], ws),
+                    "lip": self.nets["Ev_w"](gt) if self.w.lip > 0 else None}  # (B, W, D): the real window, read alone
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
         dt = self.nets["D_temporal"]
         if phase == "g":
             p = self._prepare(self.batch["lrw"])
-            fake = torch.cat([self.generate(p["ref"], p["a"]), self.generate(p["ref"], p["v"])])  # (2B, W, 3, H, W)
+            (fa, ma), (fv, mv) = self.generate(p["ref"], p["a"], True), self.generate(p["ref"], p["v"], True)
+            fake = torch.cat([fa, fv])  # (2B, W, 3, H, W): audio-driven, then video-driven
             gt, cond = torch.cat([p["gt"], p["gt"]]), torch.cat([p["a"], p["a"]])
             self.cache |= {"fake": fake.detach(), "gt": p["gt"], "cond": p["a"], "cond2": cond}
-            return {
+            out = {
                 "loss/l1": masked_l1(fake, gt),
                 "loss/l1_mouth": masked_l1(fake, gt, self.w.mouth_box),
                 "loss/gan": gan_g_loss(dt(fake, cond)),
             }
+            if self.w.lip > 0:  # gradients reach G through the frozen lip reader
+                out["loss/lip"] = lip_feature_loss(self.nets["Ev_w"](fake), torch.cat([p["lip"], p["lip"]]))
+            if self.w.mask > 0:
+                out["loss/mask"] = mask_box_mean(torch.cat([ma, mv]), self.w.mouth_box)
+            return out
         c = self.cache
         return {"loss/d_temporal": gan_d_loss(dt(c["gt"], c["cond"]), dt(c["fake"], c["cond2"]))}
 
