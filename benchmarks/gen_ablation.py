@@ -26,7 +26,7 @@ from pipeline import paths
 from pipeline.evaluate import _grid as grid
 from pipeline.evaluate import evaluate_generator
 from pipeline.params import load_params
-from pipeline.stages import data_spec, loop_config, model_config
+from pipeline.stages import data_spec, gen_weights, loop_config, model_config
 
 # name -> gen-param overrides, applied on top of the paper-style baseline (L1 + temporal GAN only)
 BASE = {"lip_weight": 0.0, "mask_weight": 0.0}
@@ -40,7 +40,7 @@ ROWS: dict[str, dict] = {
 }
 KEYS = ["judge/lse_c_audio", "judge/lse_c_video", "judge/offset_zero_audio", "judge/mouth_open_corr_audio",
         "judge/mouth_open_corr_video", "judge/mouth_open_gain_audio", "judge/mouth_open_gain_video",
-        "judge/mouth_state_mae_audio", "quality/audio_psnr_mouth", "quality/video_psnr_mouth", "quality/audio_ssim"]
+        "judge/mouth_state_mae_audio", "judge/ref_mouth_leak", "quality/audio_psnr_mouth", "quality/video_psnr_mouth", "quality/audio_ssim"]
 REFS = ["judge/lse_c_real", "judge/lse_c_shuffled_audio", "judge/lse_c_copy_ref", "judge/mouth_open_corr_real",
         "judge/mouth_open_gain_real", "judge/mouth_open_corr_copy_ref", "quality/copy_ref_psnr_mouth"]
 
@@ -51,17 +51,14 @@ def slug(name: str) -> str:
 
 def run_row(p, name: str, overrides: dict, work: Path, dev: torch.device, figures: Path) -> dict:  # noqa: ANN001
     from davs import evaluation as E
-    from davs.training.tasks import GenWeights
 
     g = p.gen.model_copy(update={**BASE, **overrides})
     p = p.model_copy(update={"gen": g})
     cfg, data = model_config(p), data_spec(p, "gen")
     loop = loop_config(p, "gen")
     loop = type(loop)(**{**loop.__dict__, "checkpoint": str(work / "last.pt"), "val_every": g.steps + 1})
-    w = GenWeights(lr=g.lr, d_lr=g.d_lr, l1=g.l1_weight, mouth=g.mouth_weight, gan=g.gan_weight, lip=g.lip_weight,
-                   mask=g.mask_weight, mouth_box=tuple(p.data.mouth_box))
     t0 = time.perf_counter()
-    S.run_gen(data, cfg, loop, w, paths.model_file("disent"), work / "gen.pt", dev)
+    S.run_gen(data, cfg, loop, gen_weights(p), paths.model_file("disent"), work / "gen.pt", dev)
     seconds = time.perf_counter() - t0
     ck = {s: S.load_model(f, cfg, dev) for s, f in (("disent", paths.model_file("disent")), ("gen", work / "gen.pt"))}
     nets = E.load_nets({**ck["disent"]["nets"], "G": ck["gen"]["nets"]["G"]}, cfg, dev)

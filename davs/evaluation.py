@@ -203,6 +203,19 @@ def generate_test(nets: dict, batches: Any, device: torch.device) -> Generated:
 
 
 @torch.no_grad()
+def generate_from(nets: dict, batches: Any, device: torch.device, ref_index: dict[str, int]) -> np.ndarray:
+    """Regenerate every test clip from its own audio words, with the reference taken from the frame
+    ``ref_index[key]`` of each clip (keys as in the batches) -> (N, T, H, W, 3) uint8."""
+    out = []
+    for b in batches:
+        frames, mfcc = to_images(b["frames"].to(device)), b["mfcc"].to(device)
+        idx = torch.tensor([ref_index[k] for k in b["key"]], device=device)
+        ref = frames[torch.arange(len(frames), device=device), idx]  # (B, 3, H, W)
+        out.append(_u8(generate_frames(nets["Ep"], nets["G"], ref, nets["Ea_w"](mfcc))))
+    return np.concatenate(out)
+
+
+@torch.no_grad()
 def drive(nets: dict, ref: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
     """One face says the given words: ref (3, H, W) in [-1, 1], words (T, D) -> (T, 3, H, W)."""
     return generate_frames(nets["Ep"], nets["G"], ref[None], words[None])[0]

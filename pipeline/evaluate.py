@@ -103,13 +103,14 @@ def evaluate_generator(p: Params, nets: dict, test_lrw, dev: torch.device):  # n
     Returns (metrics, the generated clips)."""
     from davs import evaluation as E
     from davs.judges.data import load_clips
-    from davs.judges.scores import judge_videos
+    from davs.judges.scores import judge_videos, reference_leak
     from davs.judges.train import load_judges
 
     log.info("eval: generation")
     gen = E.generate_test(nets, test_lrw(), dev)
     box = tuple(p.data.mouth_box)
     t = gen.gt.shape[1]
+    gt_at = lambda x, i: x[np.arange(len(x)), i]  # noqa: E731 - (N, T, ...) -> (N, ...) at frame i[n]
     flat = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 - (N, T, H, W, 3) -> (N*T, H, W, 3)
     copy = np.repeat(gen.ref[:, None], t, 1)
     m: dict[str, float] = {}
@@ -124,6 +125,13 @@ def evaluate_generator(p: Params, nets: dict, test_lrw, dev: torch.device):  # n
         raise RuntimeError("judge clips and generated clips are not the same test clips in the same order")
     videos = {"real": gen.gt, "audio": gen.audio, "video": gen.video, "copy_ref": copy}
     m |= {f"judge/{k}": v for k, v in judge_videos(judges, videos, clips.mfcc, p.data.frame_offset, clips.states).items()}
+    if clips.states is not None:  # does the reference's own mouth leak through? (corpus only: needs mouth states)
+        t0 = p.data.frame_offset
+        widest = clips.states[:, t0 : t0 + t, 0].argmax(1).tolist()  # per clip: its most open frame
+        idx = dict(zip(clips.keys, widest, strict=True))
+        from_open = E.generate_from(nets, test_lrw(), dev, idx)
+        open_ref = gt_at(gen.gt, widest)
+        m |= {f"judge/{k}": v for k, v in reference_leak(judges, gen.audio, from_open, gen.ref, open_ref).items()}
     return m, gen
 
 

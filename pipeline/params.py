@@ -125,6 +125,7 @@ class GenParams(_TrainCommon):
     gan_weight: NonNegF
     lip_weight: NonNegF  # lip-feature loss through the frozen video word encoder (0 = off)
     mask_weight: NonNegF  # attention-mask penalty on the mouth box (0 = off)
+    sync_gan_weight: NonNegF  # the discriminator's audio-conditioned mouth head (0 = off)
 
 
 class JudgesParams(_Section):

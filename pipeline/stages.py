@@ -10,11 +10,15 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from pipeline import paths
 from pipeline.params import Params
+
+if TYPE_CHECKING:
+    from davs.training.tasks import GenWeights
 
 log = logging.getLogger("davs")
 
@@ -146,10 +150,20 @@ class LiveCallback:
         self.live.end()
 
 
+def gen_weights(p: Params) -> GenWeights:
+    """The gen stage's loss weights and learning rates from params."""
+    from davs.training.tasks import GenWeights
+
+    g = p.gen
+    return GenWeights(lr=g.lr, d_lr=g.d_lr, l1=g.l1_weight, mouth=g.mouth_weight, gan=g.gan_weight,
+                      lip=g.lip_weight, mask=g.mask_weight, sync_gan=g.sync_gan_weight,
+                      mouth_box=tuple(p.data.mouth_box))
+
+
 def train(p: Params, stage: str, device: str = "auto") -> dict:
     from davs.training import distributed as D
     from davs.training import stages as S
-    from davs.training.tasks import DisentWeights, GenWeights, JointWeights
+    from davs.training.tasks import DisentWeights, JointWeights
 
     rank, world, dev = D.init_distributed(device)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
@@ -171,10 +185,7 @@ def train(p: Params, stage: str, device: str = "auto") -> dict:
                               dis_memory=d.dis_memory)
             metrics = S.run_disent(data, cfg, loop, w, paths.model_file("joint"), out, dev, cb)
         elif stage == "gen":
-            g = p.gen
-            w = GenWeights(lr=g.lr, d_lr=g.d_lr, l1=g.l1_weight, mouth=g.mouth_weight, gan=g.gan_weight,
-                           lip=g.lip_weight, mask=g.mask_weight, mouth_box=tuple(p.data.mouth_box))
-            metrics = S.run_gen(data, cfg, loop, w, paths.model_file("disent"), out, dev, cb)
+            metrics = S.run_gen(data, cfg, loop, gen_weights(p), paths.model_file("disent"), out, dev, cb)
         else:
             raise ValueError(f"unknown training stage {stage!r} (joint, disent, gen)")
     finally:

@@ -71,7 +71,7 @@ def tiny_models(shards: Path, corpus: Path, tmp_path_factory: pytest.TempPathFac
     logged: list = []
     m1 = run_joint(data, cfg, loop, JointWeights(), out / "joint.pt", CPU, lambda s, m: logged.append((s, m)))
     m2 = run_disent(data, cfg, replace(loop), DisentWeights(), out / "joint.pt", out / "disent.pt", CPU)
-    m3 = run_gen(data, cfg, replace(loop, optimizer="adam"), GenWeights(lip=1.0, mask=0.1), out / "disent.pt",
+    m3 = run_gen(data, cfg, replace(loop, optimizer="adam"), GenWeights(lip=1.0, mask=0.1, sync_gan=0.1), out / "disent.pt",
                  out / "gen.pt", CPU)
     judges = JudgeConfig(image_size=32, width=8, embed_dim=16, mouth_steps=5, sync_steps=5, sync_batch=8, mouth_batch=16)
     clips = load_clips(shards / "lrw", "train", 32, judges.mouth_box, judges.margin,

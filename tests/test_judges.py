@@ -108,3 +108,24 @@ def test_judge_videos_keys(judges, test_clips):
                 "mouth_open_corr_real", "mouth_open_gain_real", "mouth_state_mae_real"):
         assert key in m, key
     assert m["lse_c_real"] > m["lse_c_shuffled_audio"]
+
+
+def test_reference_leak_reads_copied_and_ignored_references(judges, test_clips):
+    """A generator that pastes the reference's mouth into every frame leaks 1; one that ignores it, 0."""
+    from davs.judges.scores import reference_leak
+
+    j = judges[0]
+    u8 = lambda x: ((x + 1) * 127.5).round().byte()  # noqa: E731
+    n = len(test_clips.keys)
+    rows, cols = roi_slices(32, BOX)
+    frames = torch.zeros(n, 29, 32, 32, 3, dtype=torch.uint8)
+    frames[:, :, rows, cols] = u8(to_float(test_clips.rois)).permute(0, 1, 3, 4, 2)
+    widest = test_clips.states[:, :, 0].argmax(1)
+    rest, opened = frames[:, 0], frames[torch.arange(n), widest]  # (N, H, W, 3)
+    talk = frames.numpy()  # the mouth follows the words whatever the reference
+    copied = opened[:, None].expand(-1, 29, -1, -1, -1).numpy()
+    still = rest[:, None].expand(-1, 29, -1, -1, -1).numpy()
+    none = reference_leak(j, talk, talk, rest.numpy(), opened.numpy())
+    full = reference_leak(j, still, copied, rest.numpy(), opened.numpy())
+    assert none["ref_open_gap"] > 0.2, none  # the widest frame reads as open
+    assert none["ref_mouth_leak"] == 0.0 and abs(full["ref_mouth_leak"] - 1.0) < 1e-4, (none, full)

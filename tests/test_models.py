@@ -35,6 +35,8 @@ def test_component_shapes(cfg):
     assert img.shape == (b, 3, cfg.image_size, cfg.image_size) and img.abs().max() <= 1
     clip = frames[:, : cfg.window]
     assert m["D_temporal"](clip, a[:, : cfg.window]).shape == (b,)
+    whole, mouth = m["D_temporal"](clip, a[:, : cfg.window], with_mouth=True)
+    assert whole.shape == mouth.shape == (b,)
 
 
 def test_generator_starts_as_copy_and_its_mask_copies_exactly():
@@ -77,7 +79,7 @@ def test_every_parameter_gets_a_gradient():
     idf = m["Ep"](frames[:, 0])
     loss = (m["Cw"](v).sum() + m["Cw"](a).sum() + m["Cp"](idf.vector).sum() + m["D_domain"](v).sum()
             + m["Cw_p"](m["Ep"].sequence(frames)).sum() + m["Cp_w"](v[:, 0]).sum() + m["Cs_w"](a[:, 0]).sum()
-            + m["G"](idf.fmap, idf.skips, a[:, 0]).sum() + m["D_temporal"](frames[:, :3], a[:, :3]).sum())
+            + m["G"](idf.fmap, idf.skips, a[:, 0]).sum() + sum(m["D_temporal"](frames[:, :3], a[:, :3], True)).sum())
     loss.backward()
     for name, net in m.items():
         missing = [n for n, p in net.named_parameters() if p.grad is None]
@@ -130,3 +132,19 @@ def test_masked_l1_box():
     b[..., 6:, 2:8] = 1
     assert masked_l1(a, b, (0.6, 0.2, 1.0, 0.8)).item() == pytest.approx(1.0)
     assert masked_l1(a, b).item() == pytest.approx(0.24)
+
+
+def test_mouth_head_sees_only_the_mouth_cells_and_the_audio_order():
+    """The discriminator's mouth head reads the mouth box's cells (pixels far above the mouth do not
+    reach it) and the window's audio frame by frame (reordering the frames' audio changes its answer)."""
+    torch.manual_seed(0)
+    d = build(SMALL, ("D_temporal",))["D_temporal"].eval()
+    clip, audio = torch.randn(2, 3, 3, 32, 32), torch.randn(2, 3, SMALL.feat_dim)
+    _, m0 = d(clip, audio, True)
+    top = clip.clone()
+    top[..., :8, :] = torch.randn_like(top[..., :8, :])  # the top quarter: forehead, far from the mouth box
+    assert torch.allclose(d(top, audio, True)[1], m0)
+    low = clip.clone()
+    low[..., 24:, 10:22] = torch.randn_like(low[..., 24:, 10:22])  # inside the mouth box
+    assert not torch.allclose(d(low, audio, True)[1], m0)
+    assert not torch.allclose(d(clip, audio.flip(1), True)[1], m0)

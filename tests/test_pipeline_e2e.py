@@ -77,7 +77,7 @@ def test_dvc_repro_noop_and_experiment(repo, venv_env):
     for key in ("word_acc/audio_top1", "word_acc/video_top1", "leakage/word_from_identity", "quality/audio_ssim",
                 "quality/copy_ref_psnr", "retrieval/r_at_1", "sync/dist_generated", "identity/cp_acc_msceleb",
                 "judge/lse_c_real", "judge/lse_c_audio", "judge/offset_audio", "judge/mouth_open_corr_audio",
-                "judge/mouth_open_corr_copy_ref"):
+                "judge/mouth_open_corr_copy_ref", "judge/ref_mouth_leak"):
         assert key in m, key
     assert (repo / "reports" / "figures" / "grid.png").stat().st_size > 1000
     assert list((repo / "reports" / "samples").glob("*.mp4"))

@@ -110,3 +110,27 @@ def judge_videos(judges, videos: dict[str, np.ndarray], mfcc: torch.Tensor, audi
             s = mouth_scores(pred[:, 1:].flatten(0, 1).numpy(), gt[:, 1:].flatten(0, 1).numpy())
             out |= {f"mouth_{k}_{name}": v for k, v in s.items()}
     return out
+
+
+@torch.no_grad()
+def reference_leak(judges, from_rest: np.ndarray, from_open: np.ndarray, rest_ref: np.ndarray,  # noqa: ANN001
+                   open_ref: np.ndarray, batch: int = 32) -> dict[str, float]:
+    """Does the reference's own mouth show through G's skip connections? The same clips, the same audio
+    words, generated once from a reference at rest and once from an open-mouthed reference of the same clip.
+
+    from_rest, from_open (N, T, H, W, 3) uint8 generated clips; rest_ref, open_ref (N, H, W, 3) uint8.
+    Returns ``ref_mouth_leak``: the generated clips' mean predicted openness difference over the references'
+    (0: the mouth follows the words alone; 1: the reference's opening is copied into every frame), and
+    ``ref_open_gap``, the references' own predicted openness difference (the denominator).
+    """
+    dev = next(judges.mouth.parameters()).device
+
+    def openness(u8: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(u8)).reshape(-1, *u8.shape[-3:])  # (M, H, W, 3)
+        rois = judges.rois(to_float(x).movedim(-1, -3))  # (M, 3, h, w)
+        return torch.cat([mouth_states(judges.mouth, rois[i : i + batch].to(dev)).cpu()
+                          for i in range(0, len(rois), batch)])[:, 0]
+
+    gap = float((openness(open_ref) - openness(rest_ref)).mean())
+    moved = float((openness(from_open[:, 1:]) - openness(from_rest[:, 1:])).mean())
+    return {"ref_mouth_leak": moved / gap if abs(gap) > 1e-6 else 0.0, "ref_open_gap": gap}

@@ -34,7 +34,7 @@ def build(cfg: DAVSConfig, parts: tuple[str, ...] | None = None) -> dict:
         "G": lambda: (lambda e: Generator(e.out_channels, e.skip_channels, cfg.feat_dim, cfg.gen_width,
                                                 e.fmap_size))(ep()),
         "D_temporal": lambda: TemporalDiscriminator(cfg.window, cfg.disc_width, cfg.image_size, cfg.feat_dim,
-                                                    cfg.audio_conditioned_disc),
+                                                    cfg.audio_conditioned_disc, cfg.mouth_box),
     }
     names = parts or tuple(makers)
     unknown = set(names) - set(makers)

@@ -306,6 +306,7 @@ class GenWeights:
     gan: float = 0.01
     lip: float = 0.0  # lip-feature loss: the frozen Ev_w must read the generated mouth as the real one
     mask: float = 0.0  # attention penalty on the mouth box (GANimation), against a mask saturated to "copy"
+    sync_gan: float = 0.0  # the discriminator's mouth head (official DAVS), with mismatched audio as negatives
     mouth_box: tuple[float, float, float, float] = (0.62, 0.25, 0.95, 0.75)
 
 
@@ -320,7 +321,10 @@ class GenTask(_DAVSTask):
     the paper make G draw the mouth: ``lip``, a perceptual loss in the space of the frozen video word
     encoder (the joint stage's lip reader and sync expert, as Wav2Lip uses a frozen SyncNet): the
     generated window must give the features the real window gives; and ``mask``, GANimation's attention
-    penalty restricted to the mouth box, so the gate cannot settle on copying the reference's mouth.
+    penalty restricted to the mouth box, so the gate cannot settle on copying the reference's mouth; and
+    ``sync_gan``, the discriminator's second head on the mouth box against the window's per-frame audio,
+    which also learns real mouths with another clip's audio as fakes (a sync discriminator trained
+    alongside G, as in the official DAVS code).
     """
 
     phases = ("g", "d")
@@ -350,7 +354,7 @@ class GenTask(_DAVSTask):
 
     def loss_weights(self) -> dict[str, float]:
         return {"loss/l1": self.w.l1, "loss/l1_mouth": self.w.l1 * self.w.mouth, "loss/gan": self.w.gan,
-                "loss/lip": self.w.lip, "loss/mask": self.w.mask}
+                "loss/lip": self.w.lip, "loss/mask": self.w.mask, "loss/sync_gan": self.w.sync_gan}
 
     def generate(self, ref: torch.Tensor, words: torch.Tensor, return_mask: bool = False):  # noqa: ANN201
         """ref (B, 3, H, W) reference faces, words (B, W, D) word features -> (B, W, 3, H, W) frames."""
@@ -374,18 +378,30 @@ class GenTask(_DAVSTask):
             fake = torch.cat([fa, fv])  # (2B, W, 3, H, W): audio-driven, then video-driven
             gt, cond = torch.cat([p["gt"], p["gt"]]), torch.cat([p["a"], p["a"]])
             self.cache |= {"fake": fake.detach(), "gt": p["gt"], "cond": p["a"], "cond2": cond}
+            mouth = self.w.sync_gan > 0
+            judged = dt(fake, cond, with_mouth=mouth)
             out = {
                 "loss/l1": masked_l1(fake, gt),
                 "loss/l1_mouth": masked_l1(fake, gt, self.w.mouth_box),
-                "loss/gan": gan_g_loss(dt(fake, cond)),
+                "loss/gan": gan_g_loss(judged[0] if mouth else judged),
             }
+            if mouth:
+                out["loss/sync_gan"] = gan_g_loss(judged[1])
             if self.w.lip > 0:  # gradients reach G through the frozen lip reader
                 out["loss/lip"] = lip_feature_loss(self.nets["Ev_w"](fake), torch.cat([p["lip"], p["lip"]]))
             if self.w.mask > 0:
                 out["loss/mask"] = mask_box_mean(torch.cat([ma, mv]), self.w.mouth_box)
             return out
         c = self.cache
-        return {"loss/d_temporal": gan_d_loss(dt(c["gt"], c["cond"]), dt(c["fake"], c["cond2"]))}
+        if self.w.sync_gan <= 0:
+            return {"loss/d_temporal": gan_d_loss(dt(c["gt"], c["cond"]), dt(c["fake"], c["cond2"]))}
+        (real, real_m), (fake, fake_m) = dt(c["gt"], c["cond"], True), dt(c["fake"], c["cond2"], True)
+        out = {"loss/d_temporal": gan_d_loss(real, fake)}
+        negatives = [fake_m]
+        if len(c["gt"]) > 1:  # real mouths with another clip's audio (mostly another word): out of sync
+            negatives.append(dt(c["gt"], c["cond"].roll(1, 0), True)[1])
+        out["loss/d_sync"] = gan_d_loss(real_m, torch.cat(negatives))
+        return out
 
     @torch.no_grad()
     def validate(self, batches: dict[str, Any], device: torch.device) -> dict[str, float]:
