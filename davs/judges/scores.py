@@ -62,9 +62,11 @@ def lse(dists: torch.Tensor, max_shift: int = 7) -> dict[str, float]:
 
 @torch.no_grad()
 def mouth_states(net: MouthStateRegressor, rois: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """rois (..., 3, h, w) in [-1, 1] -> (..., 3) predicted (open, width, round)."""
+    """rois (..., 3, h, w) in [-1, 1] -> (..., 3) predicted (open, width, round), on the rois' device (each
+    batch goes to the net's device and back)."""
+    dev = next(net.parameters()).device
     flat = rois.flatten(0, -4)
-    out = torch.cat([net(flat[i : i + batch]) for i in range(0, len(flat), batch)])
+    out = torch.cat([net(flat[i : i + batch].to(dev)).to(rois.device) for i in range(0, len(flat), batch)])
     return out.view(*rois.shape[:-3], 3)
 
 
@@ -92,10 +94,9 @@ def judge_videos(judges, videos: dict[str, np.ndarray], mfcc: torch.Tensor, audi
     """
     dev = next(judges.sync.parameters()).device
     k = judges.cfg.max_shift
-    sets = dict(videos)
     out: dict[str, float] = {}
     n = len(mfcc)
-    for name, vid in sets.items():
+    for name, vid in videos.items():
         runs = [(name, mfcc)]
         if name == shuffled and n > 1:
             runs.append(("shuffled_audio", mfcc.roll(n // 2, 0)))
@@ -105,7 +106,7 @@ def judge_videos(judges, videos: dict[str, np.ndarray], mfcc: torch.Tensor, audi
                                             audio_start, k).cpu() for i in range(0, n, batch)])
             out |= {f"{key}_{label}": v for key, v in lse(d, k).items() if key != "offset_abs"}
         if judges.mouth is not None and states is not None:
-            pred = torch.cat([mouth_states(judges.mouth, rois[i : i + batch].to(dev)).cpu() for i in range(0, n, batch)])
+            pred = mouth_states(judges.mouth, rois)  # (N, T, 3)
             gt = states[:, audio_start : audio_start + rois.shape[1]]  # (N, T, 3)
             s = mouth_scores(pred[:, 1:].flatten(0, 1).numpy(), gt[:, 1:].flatten(0, 1).numpy())
             out |= {f"mouth_{k}_{name}": v for k, v in s.items()}
@@ -114,7 +115,7 @@ def judge_videos(judges, videos: dict[str, np.ndarray], mfcc: torch.Tensor, audi
 
 @torch.no_grad()
 def reference_leak(judges, from_rest: np.ndarray, from_open: np.ndarray, rest_ref: np.ndarray,  # noqa: ANN001
-                   open_ref: np.ndarray, batch: int = 32) -> dict[str, float]:
+                   open_ref: np.ndarray) -> dict[str, float]:
     """Does the reference's own mouth show through G's skip connections? The same clips, the same audio
     words, generated once from a reference at rest and once from an open-mouthed reference of the same clip.
 
@@ -123,13 +124,9 @@ def reference_leak(judges, from_rest: np.ndarray, from_open: np.ndarray, rest_re
     (0: the mouth follows the words alone; 1: the reference's opening is copied into every frame), and
     ``ref_open_gap``, the references' own predicted openness difference (the denominator).
     """
-    dev = next(judges.mouth.parameters()).device
-
     def openness(u8: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(u8)).reshape(-1, *u8.shape[-3:])  # (M, H, W, 3)
-        rois = judges.rois(to_float(x).movedim(-1, -3))  # (M, 3, h, w)
-        return torch.cat([mouth_states(judges.mouth, rois[i : i + batch].to(dev)).cpu()
-                          for i in range(0, len(rois), batch)])[:, 0]
+        return mouth_states(judges.mouth, judges.rois(to_float(x).movedim(-1, -3)))[:, 0]  # (M, 3, h, w) -> (M,)
 
     gap = float((openness(open_ref) - openness(rest_ref)).mean())
     moved = float((openness(from_open[:, 1:]) - openness(from_rest[:, 1:])).mean())

@@ -161,7 +161,6 @@ def train_judges(data: JudgeClips, cfg: JudgeConfig, out: str | Path) -> dict[st
     rows, cols = roi_with_margin(cfg.image_size, cfg.mouth_box, cfg.margin)
     if tuple(data.rois.shape[-2:]) != (rows.stop - rows.start, cols.stop - cols.start):
         raise ValueError(f"judge ROIs are {tuple(data.rois.shape[-2:])}, expected the margin ROI of {cfg}")
-    threads = torch.get_num_threads()
     sync, sync_acc = train_sync(data, cfg)
     metrics: dict[str, float] = {"sync_train_acc": sync_acc}
     state: dict[str, Any] = {"config": cfg.to_dict(), "sync": sync.state_dict(), "mouth": None}
@@ -171,7 +170,6 @@ def train_judges(data: JudgeClips, cfg: JudgeConfig, out: str | Path) -> dict[st
         metrics["mouth_train_mse"] = mse
     state["metrics"] = metrics
     save_checkpoint(out, state)
-    torch.set_num_threads(threads)
     log.info("judges: %s", metrics)
     return metrics
 

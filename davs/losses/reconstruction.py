@@ -5,12 +5,17 @@ from __future__ import annotations
 import torch
 
 
+def box_slices(h: int, w: int, box: tuple[float, float, float, float]) -> tuple[slice, slice]:
+    """Rows and columns of the relative box (y0, x0, y1, x1) on an h x w image, at least one pixel each."""
+    y0, x0 = int(box[0] * h), int(box[1] * w)
+    return slice(y0, max(int(box[2] * h), y0 + 1)), slice(x0, max(int(box[3] * w), x0 + 1))
+
+
 def masked_l1(pred: torch.Tensor, target: torch.Tensor, box: tuple[float, float, float, float] | None = None) -> torch.Tensor:
     """Mean |pred - target| over (..., C, H, W), or over the relative box (y0, x0, y1, x1) only."""
     if box is not None:
-        h, w = pred.shape[-2:]
-        y0, x0, y1, x1 = int(box[0] * h), int(box[1] * w), max(int(box[2] * h), int(box[0] * h) + 1), max(int(box[3] * w), int(box[1] * w) + 1)
-        pred, target = pred[..., y0:y1, x0:x1], target[..., y0:y1, x0:x1]
+        rows, cols = box_slices(*pred.shape[-2:], box)
+        pred, target = pred[..., rows, cols], target[..., rows, cols]
     return (pred.float() - target.float()).abs().mean()
 
 
@@ -23,6 +28,5 @@ def lip_feature_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def mask_box_mean(mask: torch.Tensor, box: tuple[float, float, float, float]) -> torch.Tensor:
     """Mean of an attention mask (..., 1, H, W) over the relative box: GANimation's attention penalty, kept to
     the mouth so the mask cannot saturate to "copy the reference" where speech moves the face."""
-    h, w = mask.shape[-2:]
-    y0, x0, y1, x1 = int(box[0] * h), int(box[1] * w), max(int(box[2] * h), int(box[0] * h) + 1), max(int(box[3] * w), int(box[1] * w) + 1)
-    return mask[..., y0:y1, x0:x1].float().mean()
+    rows, cols = box_slices(*mask.shape[-2:], box)
+    return mask[..., rows, cols].float().mean()

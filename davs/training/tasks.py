@@ -317,10 +317,10 @@ class GenTask(_DAVSTask):
     (audio-driven) or from the video (video-driven). L1 on the face and on the mouth box, both scaled
     by ``l1``; a temporal GAN over ``window`` consecutive generated frames, conditioned on the audio.
 
-    L1 alone averages the possible mouths of a word feature into a closed, blurred one. Two terms beyond
-    the paper make G draw the mouth: ``lip``, a perceptual loss in the space of the frozen video word
+    L1 alone averages the possible mouths of a word feature into a closed, blurred one. Three optional terms
+    beyond the paper's losses push G to draw the mouth: ``lip``, a perceptual loss in the space of the frozen video word
     encoder (the joint stage's lip reader and sync expert, as Wav2Lip uses a frozen SyncNet): the
-    generated window must give the features the real window gives; and ``mask``, GANimation's attention
+    generated window must give the features the real window gives; ``mask``, GANimation's attention
     penalty restricted to the mouth box, so the gate cannot settle on copying the reference's mouth; and
     ``sync_gan``, the discriminator's second head on the mouth box against the window's per-frame audio,
     which also learns real mouths with another clip's audio as fakes (a sync discriminator trained
