@@ -1,0 +1,1 @@
+"""DAVS: talking-face generation by adversarially disentangled audio-visual representation (the ML library)."""

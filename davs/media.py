@@ -16,11 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-
-def atomic_path(path: str | os.PathLike) -> Path:
-    """A temporary sibling of ``path`` to write to before ``os.replace`` publishes it."""
-    p = Path(path)
-    return p.with_name(f".{p.name}.tmp{os.getpid()}")
+from davs.files import atomic_path
 
 
 def write_mp4(

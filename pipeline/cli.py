@@ -3,9 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
+from collections.abc import Callable
+from typing import Any
+
+# Sub-command -> the function that runs it. Functions are imported only when their command runs, so a
+# stage's code is exactly the import closure of its entry here (davs/provenance.py; tests/test_dvc_deps.py
+# checks dvc.yaml's deps against it).
+COMMANDS = {
+    "sources": "pipeline.stages:sources",
+    "synth": "pipeline.stages:synth",
+    "ingest-lrw": "pipeline.stages:ingest_lrw",
+    "ingest-msceleb": "pipeline.stages:ingest_msceleb",
+    "train": "pipeline.stages:train",
+    "judges": "pipeline.stages:judges",
+    "eval": "pipeline.evaluate:evaluate",
+    "generate": "pipeline.generate:run",
+}
+
+
+def _entry(spec: str) -> Callable[..., Any]:
+    module, func = spec.split(":")
+    return getattr(importlib.import_module(module), func)
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -18,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     ap.add_argument("-v", "--verbose", action="store_true")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    sub.add_parser("sources", help="list the real datasets' files (size, mtime) for DVC -> data/sources/")
     sub.add_parser("synth", help="generate the embedded LRW- and MS-Celeb-format corpus")
     sub.add_parser("ingest-lrw", help="LRW tree -> WebDataset shards + data-quality report")
     sub.add_parser("ingest-msceleb", help="MS-Celeb TSV / RecordIO -> WebDataset shards + data-quality report")
@@ -27,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("judges", help="train the evaluation judges (mouth-state regressor, SyncNet) -> models/judges.pt")
     e = sub.add_parser("eval", help="evaluate on the test split -> reports/metrics.json, plots, samples")
     e.add_argument("--device", default="auto")
-    sub.add_parser("check-params", help="validate params.yaml and print it")
+    c = sub.add_parser("check-params", help="validate params.yaml and print it (the DVC stage writes --out)")
+    c.add_argument("--out", help="on success, also write this marker file, whose content does not depend on "
+                                 "the params (every stage depends on it, so bad params stop DVC first)")
     g = sub.add_parser("generate", help="make a face say an audio, or mimic a driving video")
     g.add_argument("--face", required=True, help="photo (jpg/png) or video (mp4...) with the face to animate")
     src = g.add_mutually_exclusive_group(required=True)
@@ -43,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("davs")
 
     if args.cmd == "generate":
-        from pipeline.generate import run
-
-        return run(args)
+        return _entry(COMMANDS["generate"])(args)
     from pipeline.params import ParamsError, load_params
 
     try:
@@ -53,36 +76,24 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from pipeline import stages
-
     if args.cmd == "check-params":
         print(json.dumps(p.model_dump(), indent=2))
+        if args.out:
+            from pathlib import Path
+
+            from davs.files import atomic_write_text
+
+            atomic_write_text(Path(args.out), json.dumps({"params": args.params, "valid": True}) + "\n")
         return 0
+    from davs.errors import DavsError
+
+    run = _entry(COMMANDS[args.cmd])
     try:
-        if args.cmd == "synth":
-            out = stages.synth(p)
-        elif args.cmd == "ingest-lrw":
-            out = stages.ingest_lrw(p)
-        elif args.cmd == "ingest-msceleb":
-            out = stages.ingest_msceleb(p)
-        elif args.cmd == "train":
-            out = stages.train(p, args.stage, args.device)
-        elif args.cmd == "judges":
-            out = stages.judges(p)
-        elif args.cmd == "eval":
-            from pipeline.evaluate import evaluate
-
-            out = evaluate(p, args.device)
-        else:  # pragma: no cover - argparse rejects others
-            raise AssertionError(args.cmd)
-    except Exception as err:
-        from davs.data.ingest import IngestError
-        from davs.training.checkpoint import CheckpointError
-
-        if isinstance(err, (IngestError, CheckpointError, FileNotFoundError)):
-            log.error("%s", err)
-            return 1
-        raise
+        out = run(p, args.stage, args.device) if args.cmd == "train" else (
+            run(p, args.device) if args.cmd == "eval" else run(p))
+    except (DavsError, FileNotFoundError) as err:
+        log.error("%s", err)
+        return 1
     log.info("%s done: %s", args.cmd, json.dumps(out, default=str)[:2000])
     return 0
 

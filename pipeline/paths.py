@@ -10,6 +10,7 @@ MODELS = Path("models")
 CHECKPOINTS = Path("checkpoints")  # resume files; not DVC outputs, so a killed stage resumes under dvc repro
 REPORTS = Path("reports")
 DVCLIVE = Path("dvclive")
+SOURCES = Path("data/sources")  # listings of the real datasets' files (stage sources)
 
 
 def lrw_root(p: Params) -> Path:

@@ -23,6 +23,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("davs")
 
 
+def sources(p: Params) -> dict:
+    """List the real datasets' files (sizes, mtimes) so that the ingestion stages rerun when they change;
+    with a path unset, a fixed line (the embedded corpus is tracked as the synth stage's output)."""
+    from davs.data.sources import write_listing
+    from davs.files import atomic_write_text
+
+    out = {}
+    for name, key, src in (("lrw", "data.lrw_root", p.data.lrw_root), ("msceleb", "data.msceleb_tsv", p.data.msceleb_tsv)):
+        dst = paths.SOURCES / f"{name}.tsv"
+        if src:
+            out[name] = write_listing(src, dst)
+        else:
+            atomic_write_text(dst, f"# {key} is empty: the embedded corpus (stage synth, {p.data.corpus_dir}) is ingested\n")
+    return out
+
+
 def synth(p: Params) -> dict:
     """Generate the embedded corpus (skipped when both real dataset paths are set)."""
     from davs.resources import lrw_words
@@ -134,7 +150,8 @@ def loop_config(p: Params, stage: str):  # noqa: ANN201
 
 
 class LiveCallback:
-    """dvclive logging of the loop's metrics (step-indexed), rank 0 only."""
+    """dvclive logging of the loop's metrics (step-indexed), rank 0 only. Timings (``perf/*``) stay in the
+    log: ``dvclive/<stage>`` is a DVC output whose hash must depend only on the run's inputs."""
 
     def __init__(self, stage: str) -> None:
         from dvclive import Live
@@ -144,7 +161,8 @@ class LiveCallback:
     def __call__(self, step: int, metrics: dict[str, float]) -> None:
         self.live.step = step
         for k, v in metrics.items():
-            self.live.log_metric(k, float(v), plot=True)
+            if not k.startswith("perf/"):
+                self.live.log_metric(k, float(v), plot=True)
 
     def close(self) -> None:
         self.live.end()

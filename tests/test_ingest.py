@@ -137,6 +137,30 @@ def test_rerun_gives_identical_shards_and_no_partial_file(corpus, tmp_path):
         assert names and all("." not in n.split(".")[0] for n in names)
 
 
+def test_shard_set_identity_depends_only_on_the_data(corpus, tmp_path):
+    """summary.json and manifest.csv (which DVC hashes and resume fingerprints) hold no timings, memory or
+    worker counts: 1 worker and 2 workers give the same bytes, so the same data hashes the same anywhere."""
+    from dataclasses import replace
+
+    from davs.provenance import SHARD_METADATA, shards_hash
+
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        res = ingest_lrw(corpus / "lipread_mp4", out, tmp_path / "dq.json", replace(LRW_CFG, workers=workers),
+                         lrw_words())
+        assert res["perf"]["workers"] == workers and "seconds" in res["perf"]
+        runs[workers] = out
+    summary = json.loads((runs[1] / "summary.json").read_text())
+    assert not {"seconds", "workers", "peak_rss_main_mb", "perf"} & set(summary)
+    assert _sha(runs[1].glob("*")) == _sha(runs[2].glob("*"))
+    assert shards_hash(runs[1]) == shards_hash(runs[2])
+    fewer = tmp_path / "fewer"
+    ingest_lrw(corpus / "lipread_mp4", fewer, tmp_path / "dq.json", replace(LRW_CFG, max_clips_per_word=3), lrw_words())
+    assert shards_hash(fewer) != shards_hash(runs[1])
+    assert "manifest.csv" in SHARD_METADATA
+
+
 def test_loader_yields_what_the_reader_read(corpus, shards):
     refs = [r for r in list_clips(corpus / "lipread_mp4") if r.split == "val"]
     loader, _ = make_loader(str(shards / "lrw" / "val-*.tar"), LRWDecode(25, 2, 5, 0, None, False), batch_size=4,

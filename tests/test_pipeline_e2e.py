@@ -84,14 +84,63 @@ def test_dvc_repro_noop_and_experiment(repo, venv_env):
     assert json.loads((repo / "reports" / "data_quality" / "lrw.json").read_text())["bad"] == 0
 
     r = run(["dvc", "repro"], repo, venv_env)
-    assert _ran(r.stdout) == [], "a second repro must do nothing"
+    assert _ran(r.stdout) == ["sources"], "a second repro must only relist the (unset) real datasets"
 
     r = run(["dvc", "exp", "run", "-S", "gen.l1_weight=10"], repo, venv_env, timeout=900)
-    assert _ran(r.stdout) == ["gen", "eval"]
+    assert _ran(r.stdout) == ["check_params", "sources", "gen", "eval"]
     show = run(["dvc", "exp", "show", "--json"], repo, venv_env).stdout
     assert "l1_weight" in show and "word_acc/audio_top1" in show
     r = run(["dvc", "plots", "show", "--json"], repo, venv_env)
     assert "confusion" in r.stdout
+
+
+def _md5s(root: Path) -> dict[str, str]:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+def test_bad_params_cost_no_output(repo, venv_env):
+    """DVC deletes a stage's outputs before running it; the params gate fails first, so nothing is lost."""
+    params = (repo / "params.yaml").read_text()
+    before = {d: _md5s(repo / d) for d in ("models", "dvclive", "reports")}
+    assert before["models"] and before["dvclive"]
+    try:
+        r = subprocess.run(["dvc", "exp", "run", "-S", "gen.l1_weight=abc"], cwd=repo, env=venv_env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode != 0
+        assert "gen.l1_weight" in r.stdout + r.stderr
+        assert "Running stage 'gen'" not in r.stdout
+        assert {d: _md5s(repo / d) for d in before} == before
+    finally:
+        (repo / "params.yaml").write_text(params)
+
+
+def test_real_dataset_edits_rerun_ingestion(repo, venv_env, tmp_path):
+    """With data.lrw_root pointing at a real-format tree outside the repo, deleting a clip reruns
+    ingest_lrw (through the sources listing); an untouched tree reruns nothing."""
+    params = (repo / "params.yaml").read_text()
+    root = tmp_path / "lipread_mp4"
+    shutil.copytree(repo / "data" / "corpus" / "lipread_mp4", root)
+    raw = yaml.safe_load(params)
+    raw["data"]["lrw_root"] = str(root)
+    try:
+        (repo / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        r = run(["dvc", "repro", "ingest_lrw"], repo, venv_env)
+        assert "Running stage 'ingest_lrw'" in r.stdout
+        n = json.loads((repo / "reports" / "data_quality" / "lrw.json").read_text())["total"]
+        r = run(["dvc", "repro", "ingest_lrw"], repo, venv_env)
+        assert _ran(r.stdout) == ["sources"]
+        clip = sorted(root.glob("*/train/*.mp4"))[0]
+        clip.unlink()
+        clip.with_suffix(".txt").unlink()
+        r = run(["dvc", "repro", "ingest_lrw"], repo, venv_env)
+        assert "Running stage 'ingest_lrw'" in r.stdout
+        assert json.loads((repo / "reports" / "data_quality" / "lrw.json").read_text())["total"] == n - 1
+    finally:
+        (repo / "params.yaml").write_text(params)
+        run(["dvc", "repro", "ingest_lrw"], repo, venv_env)
 
 
 def _free_port() -> int:

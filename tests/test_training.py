@@ -91,9 +91,43 @@ def test_finished_run_resumes_with_metrics_and_other_code_retrains(shards, tmp_p
         again = run_joint(data, cfg, loop, JointWeights(), tmp_path / "b.pt", CPU)
     assert "resumed from" in caplog.text and again == first  # nothing to train, metrics still reported
     caplog.clear()
-    monkeypatch.setattr(S, "source_hash", lambda: "edited-code")
+    monkeypatch.setattr(S, "code_hash", lambda entries: "edited-code")
     with caplog.at_level("INFO"):
         run_joint(data, cfg, loop, JointWeights(), tmp_path / "c.pt", CPU)
+    assert "ignoring" in caplog.text and "resumed from" not in caplog.text
+
+
+def test_other_shards_or_init_weights_retrain(shards, corpus, trained, tmp_path, caplog):
+    """Re-ingesting with fewer clips (same paths) or a changed init model file is not resumed from."""
+    import shutil
+
+    from davs.data.ingest import ingest_lrw
+    from davs.resources import lrw_words
+
+    from .conftest import LRW_CFG
+
+    work = tmp_path / "shards"
+    shutil.copytree(shards, work)
+    data = _data(work)
+    cfg = model_config_for(data, **SIZES)
+    loop = LoopConfig(steps=2, val_every=100, ckpt_every=2, checkpoint=str(tmp_path / "last.pt"))
+    run_joint(data, cfg, loop, JointWeights(), tmp_path / "a.pt", CPU)
+    ingest_lrw(corpus / "lipread_mp4", work / "lrw", tmp_path / "dq.json", replace(LRW_CFG, max_clips_per_word=3),
+               lrw_words())
+    with caplog.at_level("INFO"):
+        run_joint(data, cfg, loop, JointWeights(), tmp_path / "b.pt", CPU)
+    assert "ignoring" in caplog.text and "resumed from" not in caplog.text
+
+    init = tmp_path / "joint.pt"
+    shutil.copy(trained[0] / "joint.pt", init)
+    dloop = replace(loop, checkpoint=str(tmp_path / "dlast.pt"))
+    run_disent(data, cfg, dloop, DisentWeights(), init, tmp_path / "d.pt", CPU)
+    ck = load_checkpoint(init)
+    ck["nets"]["Ev_w"] = {k: v + 1 for k, v in ck["nets"]["Ev_w"].items()}
+    save_checkpoint(init, ck)
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        run_disent(data, cfg, dloop, DisentWeights(), init, tmp_path / "d2.pt", CPU)
     assert "ignoring" in caplog.text and "resumed from" not in caplog.text
 
 

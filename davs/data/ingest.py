@@ -26,12 +26,14 @@ from tqdm import tqdm
 from davs.data.lrw import SPLITS, BadSample, ClipRef, list_clips, read_clip
 from davs.data.msceleb import FaceRow, decode_row, iter_tsv, read_recordio, row_mid, tsv_columns
 from davs.data.shards import AtomicShardWriter, decode_jpg, encode_jpg, encode_jpgs, json_bytes, npy_bytes
+from davs.errors import DavsError
+from davs.files import atomic_write_text
 from davs.parallel import init_worker, process_pool
 
 log = logging.getLogger(__name__)
 
 
-class IngestError(RuntimeError):
+class IngestError(DavsError, RuntimeError):
     """Too many bad inputs (the data-quality report says which and why)."""
 
 
@@ -112,6 +114,12 @@ def _prepare(out: Path) -> None:
             p.unlink()
 
 
+def _publish_summary(out: Path, summary: dict) -> None:
+    """``summary.json`` holds only what the data determines (no timings, memory or worker counts): it is
+    part of the shard set's identity for DVC and for resume (davs/provenance.py)."""
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
 def _per_shard(n: int, max_samples: int, min_shards: int) -> int:
     return max(1, min(max_samples, math.ceil(n / min_shards)))
 
@@ -151,10 +159,7 @@ class QualityReport:
         }
 
     def write(self, path: Path, max_bad_fraction: float) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(max_bad_fraction), indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(self.to_dict(max_bad_fraction), indent=2) + "\n")
         if self.bad_fraction > max_bad_fraction:
             raise IngestError(
                 f"{self.dataset}: {len(self.bad)}/{self.total} inputs bad ({self.bad_fraction:.2%} > "
@@ -233,12 +238,12 @@ def ingest_lrw(root: str | os.PathLike, out: str | os.PathLike, report: str | os
         "samples": {s: sum(r["split"] == s for r in rows) for s in SPLITS},
         "shards": {s: len(v) for s, v in shards.items()}, "frame_format": cfg.frame_format,
         "bytes": sum(os.path.getsize(p) for v in shards.values() for p in v),
-        "seconds": round(time.time() - t0, 1), "workers": workers, **mem.report(),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _publish_summary(out, summary)
     quality.write(Path(report), cfg.max_bad_fraction)
-    log.info("LRW ingestion: %s", summary)
-    return summary
+    perf = {"seconds": round(time.time() - t0, 1), "workers": workers, **mem.report()}
+    log.info("LRW ingestion: %s %s", summary, perf)
+    return {**summary, "perf": perf}
 
 
 def _iter_celeb(path: Path, ncols: int = 7) -> Iterator[tuple[str, str, FaceRow | str]]:
@@ -353,9 +358,9 @@ def ingest_msceleb(path: str | os.PathLike, out: str | os.PathLike, report: str 
         "samples": {s: sum(r["split"] == s for r in rows) for s in SPLITS},
         "shards": {s: len(v) for s, v in shards.items()},
         "bytes": sum(os.path.getsize(p) for v in shards.values() for p in v),
-        "seconds": round(time.time() - t0, 1), "workers": workers, **mem.report(),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _publish_summary(out, summary)
     quality.write(Path(report), cfg.max_bad_fraction)
-    log.info("MS-Celeb ingestion: %s", summary)
-    return summary
+    perf = {"seconds": round(time.time() - t0, 1), "workers": workers, **mem.report()}
+    log.info("MS-Celeb ingestion: %s %s", summary, perf)
+    return {**summary, "perf": perf}

@@ -21,6 +21,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from davs.data.features import SAMPLE_RATE, mfcc_windows
+from davs.errors import DavsError
 from davs.inference.align import Alignment, FaceAligner, cut, mouth_mask, paste_change
 from davs.media import read_audio, read_video, write_mp4
 from davs.models import DAVSConfig, build
@@ -31,7 +32,7 @@ MODEL_FPS = 25.0
 _IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-class GenerateError(Exception):
+class GenerateError(DavsError):
     """A user-facing problem with the inputs or the checkpoint; the message says what to do."""
 
 

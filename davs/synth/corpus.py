@@ -30,7 +30,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from davs.media import atomic_path, write_mp4
+from davs.files import atomic_path
+from davs.media import write_mp4
 from davs.parallel import process_pool
 from davs.synth.espeak import Voice, synthesize
 from davs.synth.face import CANVAS, FaceRenderer, Identity, Scene

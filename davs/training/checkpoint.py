@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
+from davs.errors import DavsError
 
-class CheckpointError(RuntimeError):
+
+class CheckpointError(DavsError, RuntimeError):
     """A checkpoint is missing, unreadable or does not match the configured model."""
 
 

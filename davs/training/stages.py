@@ -7,7 +7,6 @@ stage's model file ``{"model_config", "stage", "nets": {component: state_dict}}`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -18,6 +17,7 @@ import torch
 
 from davs.data.loader import LRWDecode, SharedEpoch, count_samples, decode_celeb, make_loader
 from davs.models import DAVSConfig
+from davs.provenance import code_hash, file_hash, shards_hash
 from davs.training import distributed as D
 from davs.training.checkpoint import check_config, load_checkpoint, save_checkpoint
 from davs.training.loop import Callback, LoopConfig, Stream, train
@@ -102,9 +102,7 @@ def _run(task: Any, stage: str, data: DataSpec, cfg: DAVSConfig, loop: LoopConfi
          device: torch.device, callback: Callback | None, init: str | Path | None, init_parts: tuple[str, ...]) -> dict:
     if init:
         task.load_parts(load_model(init, cfg, fields=DAVSConfig.ENCODER_FIELDS)["nets"], init_parts)
-    loop.fingerprint = {"stage": stage, "data": asdict(data), "model": cfg.to_dict(), "loop": {
-        k: v for k, v in asdict(loop).items() if k not in ("checkpoint", "fingerprint", "log_every", "val_every")},
-        "weights": asdict(task.w), "init": _file_id(init), "code": source_hash()}
+    loop.fingerprint = run_fingerprint(stage, data, cfg, loop, task.w, init)
     streams = _streams(task.streams, data, cfg.window)
     val = eval_loaders(data, cfg.window, "val", task.streams)
     metrics = train(task, streams, loop, device, val_streams=val, callback=callback)
@@ -113,22 +111,19 @@ def _run(task: Any, stage: str, data: DataSpec, cfg: DAVSConfig, loop: LoopConfi
     return metrics
 
 
-def source_hash() -> str:
-    """Hash of the ``davs`` package's Python sources: a checkpoint written by other code is not resumed
-    from (a changed loss or model must retrain, not pick up the old run's finished weights)."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for f in sorted(root.rglob("*.py")):
-        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _file_id(path: str | Path | None) -> str:
-    if not path:
-        return ""
-    p = Path(path)
-    st = p.stat()
-    return f"{p.name}:{st.st_size}:{int(st.st_mtime)}"
+def run_fingerprint(stage: str, data: DataSpec, cfg: DAVSConfig, loop: LoopConfig, weights: Any,
+                    init: str | Path | None) -> dict[str, Any]:
+    """What a resumed checkpoint must share with this run: every setting, the content of the input shards
+    (their manifests) and of the initialising model file, and the code (the import closure of this module,
+    the same rule DVC's deps follow). Paths and logging cadence do not count."""
+    spec = {k: v for k, v in asdict(data).items() if k not in ("lrw_dir", "celeb_dir")}
+    return {
+        "stage": stage, "data": spec, "model": cfg.to_dict(),
+        "loop": {k: v for k, v in asdict(loop).items() if k not in ("checkpoint", "fingerprint", "log_every", "val_every")},
+        "weights": asdict(weights), "init": file_hash(init),
+        "shards": {"lrw": shards_hash(data.lrw_dir), "celeb": shards_hash(data.celeb_dir)},
+        "code": code_hash([__name__]),
+    }
 
 
 def run_joint(data: DataSpec, cfg: DAVSConfig, loop: LoopConfig, w: JointWeights, out: str | Path,

@@ -1,0 +1,112 @@
+"""Seed variance: run the pipeline once per seed as DVC experiments and write mean ± std of the metrics.
+
+    python -m pipeline.seeds --seeds 0 1 2          # -> reports/seeds.json, and the table printed
+
+Each seed is ``dvc exp run --temp -S seed=N`` (a temporary copy of the workspace sharing the DVC cache, so
+stages that do not depend on ``seed`` (synth, ingestion, the judges) are restored, not rerun); the
+workspace and its ``reports/`` are left untouched. A seed run before with the same
+code and params is restored from DVC's run cache instead of retrained. Metrics are read back with
+``dvc exp show --json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("davs.seeds")
+
+REPO = Path(__file__).resolve().parents[1]
+METRICS = "reports/metrics.json"
+HEADLINE = (  # the README's table
+    "word_acc/audio_top1", "word_acc/video_top1", "word_acc/fused_top1", "leakage/word_from_identity",
+    "quality/audio_psnr", "quality/audio_psnr_mouth", "quality/copy_ref_psnr_mouth", "judge/lse_c_real",
+    "judge/lse_c_audio", "judge/lse_c_video", "judge/offset_zero_audio", "judge/mouth_open_corr_audio",
+    "judge/mouth_open_corr_video", "judge/ref_mouth_leak",
+)
+
+
+def _dvc(args: list[str], capture: bool = False) -> str:
+    env = dict(os.environ, PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    r = subprocess.run(["dvc", *args], cwd=REPO, env=env, text=True,
+                       stdout=subprocess.PIPE if capture else None)
+    if r.returncode != 0:
+        raise RuntimeError(f"dvc {' '.join(args)} failed (exit {r.returncode})")
+    return r.stdout or ""
+
+
+def _find_metrics(node: Any, name: str) -> dict[str, float] | None:
+    """The metrics of experiment ``name`` anywhere in ``dvc exp show --json`` (its nesting varies by version)."""
+    if isinstance(node, dict):
+        if node.get("name") == name and isinstance(node.get("data"), dict):
+            m = node["data"].get("metrics", {}).get(METRICS, {}).get("data")
+            if m:
+                return m
+        node = list(node.values())
+    if isinstance(node, list):
+        for v in node:
+            found = _find_metrics(v, name)
+            if found:
+                return found
+    return None
+
+
+def summarise(runs: dict[int, dict[str, float]]) -> dict[str, Any]:
+    """Per metric: mean, sample std (n-1) and the per-seed values."""
+    keys = sorted(set.intersection(*(set(m) for m in runs.values())))
+    out: dict[str, Any] = {"seeds": sorted(runs), "metrics": {}}
+    for k in keys:
+        vals = [float(runs[s][k]) for s in sorted(runs)]
+        mean = sum(vals) / len(vals)
+        std = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
+        out["metrics"][k] = {"mean": round(mean, 5), "std": round(std, 5), "values": [round(v, 5) for v in vals]}
+    return out
+
+
+def table(summary: dict[str, Any], keys: tuple[str, ...] = HEADLINE) -> str:
+    n = len(summary["seeds"])
+    rows = [f"| metric | mean ± std over {n} seeds ({', '.join(map(str, summary['seeds']))}) | per seed |",
+            "|---|---|---|"]
+    for k in keys:
+        m = summary["metrics"].get(k)
+        if m:
+            rows.append(f"| `{k}` | {m['mean']:.3f} ± {m['std']:.3f} | {' / '.join(f'{v:.3f}' for v in m['values'])} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pipeline.seeds", description=__doc__.split("\n")[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--out", default="reports/seeds.json")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if len(args.seeds) < 2:
+        ap.error("variance needs at least two seeds")
+    runs = {}
+    for s in args.seeds:
+        name = f"seed-{s}"
+        log.info("seed %d: dvc exp run --temp -S seed=%d", s, s)
+        if name in _dvc(["exp", "list", "--name-only"], capture=True).split():
+            _dvc(["exp", "remove", name], capture=True)  # rerun with today's code (restored if unchanged)
+        _dvc(["exp", "run", "--temp", "-n", name, "-S", f"seed={s}"])
+        m = _find_metrics(json.loads(_dvc(["exp", "show", "--json"], capture=True)), name)
+        if m is None:
+            raise RuntimeError(f"experiment {name} has no {METRICS} in 'dvc exp show --json'")
+        runs[s] = m
+    summary = summarise(runs)
+    out = REPO / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=1) + "\n")
+    print(table(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""What a result depends on: dataset listings for DVC, and the params gate that stops DVC before it
+deletes anything."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from davs.data.sources import SourceError, write_listing
+from davs.provenance import code_hash, file_hash
+
+from .conftest import ROOT
+
+
+def test_listing_sees_deletions_edits_and_nothing_else(corpus, tmp_path):
+    root = tmp_path / "lipread_mp4"
+    shutil.copytree(corpus / "lipread_mp4", root)
+    out = tmp_path / "lrw.tsv"
+    info = write_listing(root, out)
+    first = out.read_text()
+    lines = first.splitlines()[1:]
+    assert info["files"] == len(lines) > 10 and lines == sorted(lines, key=lambda x: x.split("\t")[0].split("/"))
+    assert all(len(x.split("\t")) == 3 for x in lines)
+    write_listing(root, out)
+    assert out.read_text() == first  # nothing changed: same bytes, so DVC reruns nothing
+    victim = sorted(root.glob("ABOUT/train/*.mp4"))[0]
+    victim.unlink()
+    write_listing(root, out)
+    assert "ABOUT/train/" + victim.name + "\t" not in out.read_text() and out.read_text() != first
+    second = out.read_text()
+    clip = sorted(root.glob("MONEY/test/*.mp4"))[0]
+    os.utime(clip, ns=(clip.stat().st_atime_ns, clip.stat().st_mtime_ns + 10**9))  # edited in place
+    write_listing(root, out)
+    assert out.read_text() != second
+    tsv = corpus / "msceleb" / "FaceImageCroppedWithAlignment.tsv"
+    assert write_listing(tsv, tmp_path / "celeb.tsv")["files"] == 1
+    with pytest.raises(SourceError, match="does not exist"):
+        write_listing(tmp_path / "nope", tmp_path / "x.tsv")
+    assert not list(tmp_path.glob(".x.tsv*"))
+
+
+def test_params_gate_marker_does_not_depend_on_params_and_bad_params_write_nothing(tmp_path, venv_env):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    outs = []
+    for i, l1 in enumerate((1.0, 10.0)):
+        raw["gen"]["l1_weight"] = l1
+        p = tmp_path / f"p{i}.yaml"
+        p.write_text(yaml.safe_dump(raw))
+        out = tmp_path / f"ok{i}.json"
+        r = subprocess.run([sys.executable, "-m", "pipeline.cli", "--params", str(p), "check-params", "--out",
+                            str(out)], cwd=ROOT, env=venv_env, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        outs.append(out.read_text().replace(str(p), "P"))
+    assert outs[0] == outs[1]
+    raw["gen"]["l1_weight"] = "abc"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(raw))
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "--params", str(bad), "check-params", "--out",
+                        str(tmp_path / "okbad.json")], cwd=ROOT, env=venv_env, capture_output=True, text=True)
+    assert r.returncode == 2 and "gen.l1_weight" in r.stderr and not (tmp_path / "okbad.json").exists()
+
+
+def test_every_stage_waits_for_the_params_gate():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    assert stages["check_params"]["params"] == [{"params.yaml": None}]
+    for name, st in stages.items():
+        if name != "check_params":
+            assert "reports/params_check.json" in st["deps"], name
+
+
+def test_code_and_file_hashes_follow_content(tmp_path):
+    a = tmp_path / "m.pt"
+    a.write_bytes(b"x" * 3_000_000)
+    h = file_hash(a)
+    os.utime(a, ns=(0, 0))
+    assert file_hash(a) == h and file_hash(None) == ""
+    a.write_bytes(b"x" * 2_999_999 + b"y")
+    assert file_hash(a) != h
+    assert code_hash(["davs.training.stages"]) == code_hash(["davs.training.stages"])
+    assert code_hash(["davs.training.stages"]) != code_hash(["davs.judges.train"])
+
+
+def test_cli_dispatch_covers_every_command():
+    from pipeline.cli import COMMANDS, _entry
+
+    for spec in COMMANDS.values():
+        assert callable(_entry(spec))
+    assert Path(ROOT / "pipeline" / "cli.py").read_text().count("import pipeline.stages") == 0
+
+
+def test_seed_summary_reads_dvc_exp_show_and_reports_mean_and_sample_std():
+    from pipeline.seeds import _find_metrics, summarise, table
+
+    show = [{"rev": "workspace", "data": {"metrics": {"reports/metrics.json": {"data": {"a": 9.0}}}}},
+            {"rev": "abc", "experiments": [{"revs": [
+                {"name": "seed-1", "data": {"metrics": {"reports/metrics.json": {"data": {"a": 1.0, "b": 2}}}}}]}]}]
+    assert _find_metrics(show, "seed-1") == {"a": 1.0, "b": 2}
+    assert _find_metrics(show, "seed-7") is None
+    s = summarise({0: {"a": 1.0, "b": 5}, 1: {"a": 3.0}, 2: {"a": 2.0}})
+    assert s["seeds"] == [0, 1, 2] and set(s["metrics"]) == {"a"}  # only metrics every seed has
+    assert s["metrics"]["a"] == {"mean": 2.0, "std": 1.0, "values": [1.0, 3.0, 2.0]}
+    assert "| `a` | 2.000 ± 1.000 | 1.000 / 3.000 / 2.000 |" in table(s, ("a",))
+
+
+def test_dvclive_logs_hold_no_timings(tmp_path, monkeypatch):
+    """dvclive/<stage> is a DVC output: timings in it would change dvc.lock on every run."""
+    from pipeline.stages import LiveCallback
+
+    monkeypatch.chdir(tmp_path)
+    cb = LiveCallback("joint")
+    cb(20, {"train/loss/word_video": 1.5, "perf/step_s": 0.31, "perf/data_s": 0.01})
+    cb(40, {"train/loss/word_video": 1.2, "perf/step_s": 0.29, "perf/data_s": 0.02})
+    cb.close()
+    files = [p for p in (tmp_path / "dvclive" / "joint").rglob("*") if p.is_file()]
+    assert any("word_video" in str(p) for p in files)
+    assert not any("perf" in str(p) or "perf" in p.read_text() for p in files)
