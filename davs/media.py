@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,7 +23,7 @@ def write_mp4(
     path: str | os.PathLike,
     frames: np.ndarray | Iterable[np.ndarray],
     fps: int = 25,
-    audio: np.ndarray | None = None,
+    audio: np.ndarray | Iterable[np.ndarray] | None = None,
     sample_rate: int = 16000,
     crf: int = 20,
     preset: str = "veryfast",
@@ -57,10 +57,8 @@ def write_mp4(
             for pkt in vs.encode():
                 out.mux(pkt)
             if as_ is not None:
-                pcm = np.clip(np.asarray(audio, dtype=np.float32), -1, 1)
-                step = 1024
-                for i in range(0, len(pcm), step):
-                    chunk = pcm[i : i + step][None, :]  # (1, n) planar mono
+                for i, pcm in _rechunk([audio] if isinstance(audio, np.ndarray) else audio, 1024):
+                    chunk = np.clip(pcm, -1, 1)[None, :]  # (1, n) planar mono
                     af = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="mono")
                     af.sample_rate = sample_rate
                     af.pts = i
@@ -75,31 +73,61 @@ def write_mp4(
             tmp.unlink()
 
 
-def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
-    """Decode the first audio stream of any file PyAV opens to mono float32 at ``sample_rate``."""
+def _rechunk(chunks: Iterable[np.ndarray], size: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(first sample index, float32 block of ``size`` samples; the last may be shorter) from any chunking."""
+    buf, pos = np.zeros(0, np.float32), 0
+    for c in chunks:
+        buf = np.concatenate([buf, np.asarray(c, dtype=np.float32).reshape(-1)])
+        while len(buf) >= size:
+            yield pos, buf[:size]
+            buf, pos = buf[size:], pos + size
+    if len(buf):
+        yield pos, buf
+
+
+def iter_audio(path: str | os.PathLike, sample_rate: int = 16000) -> Iterator[np.ndarray]:
+    """Decode the first audio stream of any file PyAV opens, chunk by chunk, as mono float32 at ``sample_rate``."""
     with av.open(str(path)) as f:
         if not f.streams.audio:
             raise ValueError(f"{path}: no audio stream")
         res = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        chunks = []
         for frame in f.decode(audio=0):
             for r in res.resample(frame):
-                chunks.append(r.to_ndarray().reshape(-1))
+                yield r.to_ndarray().reshape(-1).astype(np.float32, copy=False)
         for r in res.resample(None):
-            chunks.append(r.to_ndarray().reshape(-1))
+            yield r.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+    """The whole first audio stream as one mono float32 array (short clips; :func:`iter_audio` streams)."""
+    chunks = list(iter_audio(path, sample_rate))
     if not chunks:
         raise ValueError(f"{path}: audio stream decodes to nothing")
-    return np.concatenate(chunks).astype(np.float32)
+    return np.concatenate(chunks)
 
 
-def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
-    """Decode all frames of the first video stream as (T, H, W, 3) uint8 RGB, and the frame rate."""
+def video_fps(path: str | os.PathLike) -> float:
+    """The frame rate of the first video stream."""
     with av.open(str(path)) as f:
         if not f.streams.video:
             raise ValueError(f"{path}: no video stream")
         stream = f.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 25)
-        frames = [fr.to_ndarray(format="rgb24") for fr in f.decode(video=0)]
+        return float(stream.average_rate or stream.guessed_rate or 25)
+
+
+def iter_video(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """Decode the first video stream frame by frame as (H, W, 3) uint8 RGB."""
+    with av.open(str(path)) as f:
+        if not f.streams.video:
+            raise ValueError(f"{path}: no video stream")
+        for fr in f.decode(video=0):
+            yield fr.to_ndarray(format="rgb24")
+
+
+def read_video(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    """All frames of the first video stream as (T, H, W, 3) uint8 RGB, and the frame rate (short clips)."""
+    fps = video_fps(path)
+    frames = list(iter_video(path))
     if not frames:
         raise ValueError(f"{path}: video stream decodes to no frame")
     return np.stack(frames), fps

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -35,7 +36,23 @@ def _setup_logging(verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
 
+def _message(err: BaseException) -> str:
+    """The error's own message, also when a DataLoader worker raised it (torch wraps it in a traceback)."""
+    text = str(err)
+    if "Original Traceback" in text:
+        last = [ln for ln in text.splitlines() if ln.strip()][-1]
+        return last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    """SIGTERM (a scheduler, ``kill``, Prefect cancelling a run) unwinds like Ctrl-C: temporary files and
+    staging directories are removed by their ``finally`` blocks, worker processes die with this one."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _terminate)
     ap = argparse.ArgumentParser(prog="davs", description=__doc__ + " See README.md.")
     ap.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -75,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         p = load_params(args.params)
     except ParamsError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1
     if args.cmd == "check-params":
         print(json.dumps(p.model_dump(), indent=2))
         if args.out:
@@ -91,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         out = run(p, args.stage, args.device) if args.cmd == "train" else (
             run(p, args.device) if args.cmd == "eval" else run(p))
-    except (DavsError, FileNotFoundError) as err:
-        log.error("%s", err)
+    except (DavsError, OSError) as err:  # OSError: a missing input, a full disk, a permission
+        log.error("%s: %s", args.cmd, _message(err))
+        return 1
+    except MemoryError:
+        log.error("%s: out of memory: lower the batch size or the number of workers in %s", args.cmd, args.params)
         return 1
     log.info("%s done: %s", args.cmd, json.dumps(out, default=str)[:2000])
     return 0

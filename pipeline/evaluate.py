@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,8 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw
 
+from davs.devices import resolve_device
+from davs.files import atomic_output, atomic_write_text, staged_dir
 from pipeline import paths
 from pipeline.params import Params
 from pipeline.stages import data_spec, model_config
@@ -31,7 +31,7 @@ def evaluate(p: Params, device: str = "auto") -> dict:
     from davs.training.stages import eval_loaders, load_model
 
     torch.manual_seed(p.seed)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
+    dev = resolve_device(device)
     cfg = model_config(p)
     data = data_spec(p, "joint")
     data = type(data)(**{**data.__dict__, "batch_size": p.eval.batch_size, "id_batch_size": p.eval.batch_size})
@@ -89,8 +89,9 @@ def evaluate(p: Params, device: str = "auto") -> dict:
     plots = REPORTS / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     for name, logits in (("audio", feats["la"]), ("video", feats["lv"])):
-        pd.DataFrame({"actual": [words[i] for i in y], "predicted": [words[i] for i in logits.argmax(1)]}).to_csv(
-            plots / f"confusion_{name}.csv", index=False)
+        with atomic_output(plots / f"confusion_{name}.csv") as tmp:
+            pd.DataFrame({"actual": [words[i] for i in y],
+                          "predicted": [words[i] for i in logits.argmax(1)]}).to_csv(tmp, index=False)
     _grid(gen, p.eval.grid_rows, REPORTS / "figures" / "grid.png")
     _samples(p, nets, gen, feats, dev)
     log.info("metrics: %s", json.dumps(m))
@@ -136,10 +137,7 @@ def evaluate_generator(p: Params, nets: dict, test_lrw, dev: torch.device):  # n
 
 
 def _write_json(path: Path, d: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(d, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(d, indent=2) + "\n")
 
 
 def _grid(gen, rows: int, out: Path) -> None:  # noqa: ANN001
@@ -161,20 +159,22 @@ def _grid(gen, rows: int, out: Path) -> None:  # noqa: ANN001
         d.text((x + 2, 1), title, fill="black")
         x += width + 4
     scale = max(1, 256 // h)
-    img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(out)
+    with atomic_output(out) as tmp:
+        img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(tmp, format="PNG")
 
 
 def _samples(p: Params, nets, gen, feats, dev) -> None:  # noqa: ANN001
     """Cross-identity mp4s: the target's face says the driver's audio / mimics the driver's lips."""
+    with staged_dir(REPORTS / "samples") as out:  # a killed run leaves the previous samples, whole
+        _write_samples(p, nets, gen, feats, dev, out)
+
+
+def _write_samples(p: Params, nets, gen, feats, dev, out: Path) -> None:  # noqa: ANN001
     from davs import evaluation as E
     from davs.data.features import align_audio, mfcc_windows
     from davs.media import read_audio, write_mp4
     from davs.training.tasks import to_images
 
-    out = REPORTS / "samples"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
     n = len(gen.keys)
     if not p.eval.num_samples or n < 2:
         return

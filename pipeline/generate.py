@@ -1,4 +1,8 @@
-"""``davs generate``: CLI wrapper around :class:`davs.inference.Talker` (errors are messages, not tracebacks)."""
+"""``davs generate``: CLI wrapper around :class:`davs.inference.Talker` (errors are messages, not tracebacks).
+
+The request (options, input files, output path, device) is checked before the checkpoint is loaded or a
+frame decoded; every problem is one line on stderr and exit code 1.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +15,20 @@ log = logging.getLogger("davs.generate")
 
 
 def run(args: argparse.Namespace) -> int:
-    from davs.inference import GenerateError, Talker
+    from davs.errors import DavsError
+    from davs.inference import Talker
+    from davs.inference.talk import check_request
 
     try:
+        check_request(args.face, args.out, args.audio, args.driving_video, args.fps, args.batch_size)
         talker = Talker(args.checkpoint, args.device, args.batch_size)
         res = talker.generate(args.face, args.out, audio_path=args.audio, driving_video=args.driving_video,
                               fps=args.fps)
-    except GenerateError as e:
+    except DavsError as e:
         print(f"davs generate: error: {e}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("davs generate: error: out of memory: lower --batch-size", file=sys.stderr)
         return 1
     t = talker.timing
     res["frames_per_s"] = round(t.frames / t.total_s, 1) if t.total_s else None

@@ -15,6 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 PARAMS_FILE = Path("params.yaml")
+LRW_CLIP_FRAMES = 29  # every LRW clip (1.16 s at 25 fps); tests/test_params.py checks it against davs
+LRW_FRAME_SIZE = 256  # LRW frames are 256 x 256
 
 Pos = Annotated[int, Field(gt=0)]
 NonNeg = Annotated[int, Field(ge=0)]
@@ -173,13 +175,71 @@ def _fmt(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def cross_check(p: Params) -> list[str]:
+    """Constraints between keys that a per-key type cannot express; each failure names its keys. A run with
+    any of these would hang (no clip long enough), index outside the clip, or train on an empty split."""
+    d, j, errs = p.data, p.judges, []
+    if d.frame_offset + d.num_frames > LRW_CLIP_FRAMES:
+        errs.append(f"data.frame_offset + data.num_frames = {d.frame_offset} + {d.num_frames}: more than the "
+                    f"{LRW_CLIP_FRAMES} frames of an LRW clip")
+    if p.model.window > d.num_frames:
+        errs.append(f"model.window: {p.model.window} frames, more than data.num_frames ({d.num_frames})")
+    if j.stack > d.num_frames:
+        errs.append(f"judges.stack: {j.stack} frames, more than data.num_frames ({d.num_frames})")
+    first, last = d.frame_offset + j.stack // 2, d.frame_offset + d.num_frames - 1 - j.stack // 2
+    if first + j.max_shift >= LRW_CLIP_FRAMES or last - j.max_shift < 0:
+        errs.append(f"judges.max_shift: {j.max_shift} frames leaves no audio window for the extreme offsets of "
+                    f"a {LRW_CLIP_FRAMES}-frame clip (stack centres {first}..{last})")
+    top, left, size = d.crop_box
+    if top + size > LRW_FRAME_SIZE or left + size > LRW_FRAME_SIZE:
+        errs.append(f"data.crop_box: {d.crop_box} reaches outside the {LRW_FRAME_SIZE}x{LRW_FRAME_SIZE} LRW frame")
+    y0, x0, y1, x1 = d.mouth_box
+    if not (y0 < y1 and x0 < x1):
+        errs.append(f"data.mouth_box: {d.mouth_box} is empty (need y0 < y1 and x0 < x1)")
+    g = p.ingest
+    if g.msceleb_min_per_identity <= g.msceleb_val_per_identity + g.msceleb_test_per_identity:
+        errs.append(f"ingest.msceleb_min_per_identity: {g.msceleb_min_per_identity} leaves no training face after "
+                    f"msceleb_test_per_identity + msceleb_val_per_identity = "
+                    f"{g.msceleb_test_per_identity + g.msceleb_val_per_identity}")
+    if g.msceleb_max_per_identity < g.msceleb_min_per_identity:
+        errs.append(f"ingest.msceleb_max_per_identity: {g.msceleb_max_per_identity} < msceleb_min_per_identity "
+                    f"({g.msceleb_min_per_identity})")
+    for name in ("joint", "disent", "gen"):
+        w = getattr(p, name).num_workers
+        if w > g.min_shards:
+            errs.append(f"{name}.num_workers: {w} loader workers but ingest.min_shards is {g.min_shards} "
+                        "(each worker needs a shard)")
+    if p.synth.test_only_speakers >= p.synth.speakers:
+        errs.append(f"synth.test_only_speakers: {p.synth.test_only_speakers}, not fewer than synth.speakers "
+                    f"({p.synth.speakers}): no speaker left for training")
+    if p.synth.snr_db[0] > p.synth.snr_db[1]:
+        errs.append(f"synth.snr_db: {p.synth.snr_db} is not (low, high)")
+    return errs
+
+
 def validate(raw: Any, source: str = "params.yaml") -> Params:
     if not isinstance(raw, dict):
         raise ParamsError(f"{source}: expected a mapping at the top level")
     try:
-        return Params.model_validate(_lists_to_tuples(raw))
+        p = Params.model_validate(_lists_to_tuples(raw))
     except ValidationError as e:
         raise ParamsError(f"{source} is invalid:\n{_fmt(e)}") from None
+    errs = cross_check(p)
+    if errs:
+        raise ParamsError(f"{source} is invalid:\n" + "\n".join(f"  {e}" for e in errs))
+    return p
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ParamsError(f"{path} is not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ParamsError(f"{path} is not a text file") from None
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
@@ -187,8 +247,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"{path} not found (run from the repository root)")
-    with open(path) as f:
-        return validate(yaml.safe_load(f), str(path))
+    return validate(_read_yaml(path), str(path))
 
 
 def _lists_to_tuples(x: Any) -> Any:
@@ -202,7 +261,9 @@ def _lists_to_tuples(x: Any) -> Any:
 def set_params(path: str | Path, overrides: dict[str, Any]) -> None:
     """Apply ``{"gen.l1_weight": 10}`` overrides to a params file (validated before writing)."""
     path = Path(path)
-    raw = yaml.safe_load(path.read_text())
+    raw = _read_yaml(path)
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level")
     for dotted, value in overrides.items():
         node = raw
         *parents, leaf = dotted.split(".")

@@ -30,7 +30,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 LRW_CFG = LRWIngestConfig(image_size=32, shard_max_samples=8, min_shards=2, workers=2)
-CELEB_CFG = CelebIngestConfig(image_size=32, min_per_identity=4, val_per_identity=2, test_per_identity=2,
+CELEB_CFG = CelebIngestConfig(image_size=32, min_per_identity=5, val_per_identity=2, test_per_identity=2,
                               shard_max_samples=8, min_shards=2, workers=2)
 
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import yaml
 
-from davs.training.checkpoint import CheckpointError
+from davs.checkpoint import CheckpointError
 from pipeline.params import validate
 
 from .conftest import ROOT

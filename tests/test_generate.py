@@ -184,11 +184,16 @@ def test_real_photo_end_to_end(tiny_models, media, real_photo, tmp_path):
 
 @pytest.mark.parametrize("n", [1, 7, 50])
 @pytest.mark.parametrize("fps", [10, 12.5, 24, 25, 30, 60])
-def test_streamed_resampling_matches_the_array_version(n, fps):
-    from davs.inference.talk import resample_frames, resample_stream
+def test_streamed_resampling_is_nearest_in_time(n, fps):
+    """Output frame k shows the input frame on screen at time k / fps, for both streaming resamplers."""
+    from davs.inference.talk import resample_stream, resample_to
 
     frames = np.arange(n)[:, None]
     n_out = max(1, int(round(n / 25 * fps)))
-    want = resample_frames(frames, 25, fps, n_out)[:, 0]
+    want = np.minimum(np.floor(np.arange(n_out) * 25 / fps + 1e-6).astype(int), n - 1)
     got = np.array([f[0] for f in resample_stream(iter(frames), 25, fps, n_out)])
     assert (want == got).all()
+    covered = np.array([f[0] for f in resample_to(iter(frames), 25, fps)])  # unknown length: to the input's end
+    k = np.arange(len(covered))
+    assert (covered == np.floor(k * 25 / fps + 1e-6).astype(int)).all()
+    assert len(covered) == int(np.ceil(n / 25 * fps - 1e-6))  # every output time before the input's end

@@ -63,3 +63,11 @@ def test_set_params_validates_and_writes(tmp_path):
     with pytest.raises(ParamsError, match=r"gen\.l1_weight"):
         set_params(f, {"gen.l1_weight": "x"})
     assert load_params(f).gen.l1_weight == 10.0  # the failed writes changed nothing
+
+
+def test_clip_geometry_matches_the_library():
+    """The cross-field checks use LRW's clip length and frame size; they must be the library's."""
+    from davs.judges.data import LRW_FRAMES
+    from pipeline.params import LRW_CLIP_FRAMES
+
+    assert LRW_CLIP_FRAMES == LRW_FRAMES

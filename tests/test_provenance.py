@@ -63,7 +63,7 @@ def test_params_gate_marker_does_not_depend_on_params_and_bad_params_write_nothi
     bad.write_text(yaml.safe_dump(raw))
     r = subprocess.run([sys.executable, "-m", "pipeline.cli", "--params", str(bad), "check-params", "--out",
                         str(tmp_path / "okbad.json")], cwd=ROOT, env=venv_env, capture_output=True, text=True)
-    assert r.returncode == 2 and "gen.l1_weight" in r.stderr and not (tmp_path / "okbad.json").exists()
+    assert r.returncode == 1 and "gen.l1_weight" in r.stderr and not (tmp_path / "okbad.json").exists()
 
 
 def test_every_stage_waits_for_the_params_gate():

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from davs.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from davs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from davs.training.loop import LoopConfig
 from davs.training.stages import load_model, model_config_for, run_disent, run_joint
 from davs.training.tasks import DisentTask, DisentWeights, JointTask, JointWeights

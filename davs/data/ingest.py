@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -27,7 +28,7 @@ from davs.data.lrw import SPLITS, BadSample, ClipRef, list_clips, read_clip
 from davs.data.msceleb import FaceRow, decode_row, iter_tsv, read_recordio, row_mid, tsv_columns
 from davs.data.shards import AtomicShardWriter, decode_jpg, encode_jpg, encode_jpgs, json_bytes, npy_bytes
 from davs.errors import DavsError
-from davs.files import atomic_write_text
+from davs.files import atomic_write_text, staged_dir
 from davs.parallel import init_worker, process_pool
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class LRWIngestConfig:
 class CelebIngestConfig:
     image_size: int = 64
     jpeg_quality: int = 92
-    min_per_identity: int = 5
+    min_per_identity: int = 7
     max_per_identity: int = 100
     val_per_identity: int = 2
     test_per_identity: int = 4
@@ -107,13 +108,6 @@ class PeakMemory:
         return {"peak_rss_main_mb": round(own, 1), "peak_rss_workers_total_mb": round(self.workers_mb, 1)}
 
 
-def _prepare(out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for p in out.iterdir():  # stale shards or temp files from an interrupted run
-        if p.suffix == ".tar" or p.name.startswith("."):
-            p.unlink()
-
-
 def _publish_summary(out: Path, summary: dict) -> None:
     """``summary.json`` holds only what the data determines (no timings, memory or worker counts): it is
     part of the shard set's identity for DVC and for resume (davs/provenance.py)."""
@@ -131,6 +125,7 @@ class QualityReport:
         self.dataset = dataset
         self.total = 0
         self.bad: list[dict[str, str]] = []
+        self.extra: dict = {}  # dataset-specific findings (e.g. MS-Celeb identities dropped)
 
     def ok(self) -> None:
         self.total += 1
@@ -156,6 +151,7 @@ class QualityReport:
             "passed": self.bad_fraction <= max_bad_fraction,
             "bad_by_reason": dict(sorted(kinds.items())),
             "bad_items": self.bad,
+            **self.extra,
         }
 
     def write(self, path: Path, max_bad_fraction: float) -> None:
@@ -189,10 +185,12 @@ def _lrw_sample(args: tuple[ClipRef, LRWIngestConfig, dict[str, int], dict[str, 
 
 def ingest_lrw(root: str | os.PathLike, out: str | os.PathLike, report: str | os.PathLike,
                cfg: LRWIngestConfig, lrw_vocab: list[str]) -> dict:
-    """Shard an LRW tree into ``out/{train,val,test}-NNNNNN.tar`` + ``vocab.json``, ``manifest.csv``, ``summary.json``."""
+    """Shard an LRW tree into ``out/{train,val,test}-NNNNNN.tar`` + ``vocab.json``, ``manifest.csv``, ``summary.json``.
+
+    The set is built in a hidden staging directory and replaces ``out`` whole only when the run passes
+    the bad-fraction gate (:func:`davs.files.staged_dir`): a failed or killed run publishes nothing.
+    """
     t0 = time.time()
-    out = Path(out)
-    _prepare(out)
     refs = list_clips(root, SPLITS, cfg.max_clips_per_word)
     if not refs:
         raise IngestError(f"no clips found under {root}")
@@ -202,48 +200,55 @@ def ingest_lrw(root: str | os.PathLike, out: str | os.PathLike, report: str | os
         log.warning("words not in the LRW vocabulary: %s", unknown[:10])
     vocab = {w: i for i, w in enumerate(words)}
     speakers = {s: i for i, s in enumerate(sorted({r.speaker for r in refs if r.speaker}))}
-    (out / "vocab.json").write_text(json.dumps({
-        "words": words, "lrw_index": [lrw_vocab.index(w) if w in lrw_vocab else -1 for w in words],
-        "speakers": sorted(speakers),
-    }, indent=1) + "\n")
     quality = QualityReport("lrw")
     rows, shards = [], {}
     workers = cfg.workers or os.cpu_count() or 1
     by_split = defaultdict(list)
     for r in refs:
         by_split[r.split].append(r)
-    bar = tqdm(total=len(refs), desc="ingest LRW", unit="clip")
     mem = PeakMemory()
-    for split in SPLITS:
-        items = by_split.get(split, [])
-        if not items:
-            continue
-        per = _per_shard(len(items), cfg.shard_max_samples, cfg.min_shards)
-        with AtomicShardWriter(str(out / f"{split}-%06d.tar"), per) as w:
-            for ref, res in ordered_map(_lrw_sample, ((r, cfg, vocab, speakers) for r in items), workers):
-                bar.update()
-                mem.tick()
-                if isinstance(res, str):
-                    quality.fail(os.path.relpath(ref.path, root), res)
-                    continue
-                quality.ok()
-                rows.append({"key": ref.key, "word": ref.word, "label": vocab[ref.word], "speaker": ref.speaker,
-                             "split": split, "shard": os.path.basename(w.pattern % w.shard)})
-                w.write(res)
-        shards[split] = w.written
-    bar.close()
-    pd.DataFrame(rows).to_csv(out / "manifest.csv", index=False)
-    summary = {
-        "dataset": "lrw", "root": str(root), "words": len(words), "speakers": len(speakers),
-        "samples": {s: sum(r["split"] == s for r in rows) for s in SPLITS},
-        "shards": {s: len(v) for s, v in shards.items()}, "frame_format": cfg.frame_format,
-        "bytes": sum(os.path.getsize(p) for v in shards.values() for p in v),
-    }
-    _publish_summary(out, summary)
-    quality.write(Path(report), cfg.max_bad_fraction)
+    with staged_dir(out) as stage, tqdm(total=len(refs), desc="ingest LRW", unit="clip") as bar:
+        (stage / "vocab.json").write_text(json.dumps({
+            "words": words, "lrw_index": [lrw_vocab.index(w) if w in lrw_vocab else -1 for w in words],
+            "speakers": sorted(speakers),
+        }, indent=1) + "\n")
+        for split in SPLITS:
+            items = by_split.get(split, [])
+            if not items:
+                continue
+            per = _per_shard(len(items), cfg.shard_max_samples, cfg.min_shards)
+            with AtomicShardWriter(str(stage / f"{split}-%06d.tar"), per) as w:
+                for ref, res in ordered_map(_lrw_sample, ((r, cfg, vocab, speakers) for r in items), workers):
+                    bar.update()
+                    mem.tick()
+                    if isinstance(res, str):
+                        quality.fail(os.path.relpath(ref.path, root), res)
+                        continue
+                    quality.ok()
+                    rows.append({"key": ref.key, "word": ref.word, "label": vocab[ref.word],
+                                 "speaker": ref.speaker, "split": split,
+                                 "shard": os.path.basename(w.pattern % w.shard)})
+                    w.write(res)
+            shards[split] = w.written
+        summary = {
+            "dataset": "lrw", "root": str(root), "words": len(words), "speakers": len(speakers),
+            "samples": {s: sum(r["split"] == s for r in rows) for s in SPLITS},
+            "shards": {s: len(v) for s, v in shards.items()}, "frame_format": cfg.frame_format,
+            "bytes": sum(os.path.getsize(p) for v in shards.values() for p in v),
+        }
+        quality.write(Path(report), cfg.max_bad_fraction)  # raises over the threshold: nothing published
+        _require_train(summary, root)
+        pd.DataFrame(rows).to_csv(stage / "manifest.csv", index=False)
+        _publish_summary(stage, summary)
     perf = {"seconds": round(time.time() - t0, 1), "workers": workers, **mem.report()}
     log.info("LRW ingestion: %s %s", summary, perf)
     return {**summary, "perf": perf}
+
+
+def _require_train(summary: dict, source: str | os.PathLike) -> None:
+    if not summary["samples"].get("train"):
+        raise IngestError(f"{summary['dataset']}: no training sample left from {source} "
+                          f"(samples per split: {summary['samples']}); nothing published")
 
 
 def _iter_celeb(path: Path, ncols: int = 7) -> Iterator[tuple[str, str, FaceRow | str]]:
@@ -257,23 +262,35 @@ def _iter_celeb(path: Path, ncols: int = 7) -> Iterator[tuple[str, str, FaceRow 
             yield row_mid(line, ncols) or "", f"{path.name}:{i}", line
 
 
-def _celeb_sample(args: tuple[str, str | FaceRow, str, int, str, int, CelebIngestConfig]) -> tuple[str, dict | str]:
-    source, row, key, label, split, ncols, cfg = args
-    if label < 0:
-        if isinstance(row, str) and row.startswith("record"):
-            return source, row  # a RecordIO read error, already worded
-        try:
-            decode_row(row, source, ncols)
-        except BadSample as e:
-            return source, str(e)
-        return source, "row has no identity"
+def _celeb_face(source: str, row: str | FaceRow, ncols: int) -> tuple[FaceRow | None, np.ndarray | str]:
+    """(row, RGB image) of a good face, or (None, why it is bad)."""
+    if isinstance(row, str) and row.startswith("record"):
+        return None, row  # a RecordIO read error, already worded
     try:
         face = row if isinstance(row, FaceRow) else decode_row(row, source, ncols)
-        img = decode_jpg(face.jpeg)
+        return face, decode_jpg(face.jpeg)
     except BadSample as e:
-        return source, str(e)
+        return None, str(e)
     except ValueError:
-        return source, "undecodable JPEG in FaceData"
+        return None, "undecodable JPEG in FaceData"
+
+
+def _celeb_probe(args: tuple[str, str | FaceRow, int]) -> tuple[str, str, str | None]:
+    """Pass 1: (source, identity, None) for a good face, (source, identity or "", reason) for a bad one."""
+    source, row, ncols = args
+    face, img = _celeb_face(source, row, ncols)
+    if face is None:
+        return source, "", img
+    if not face.mid:
+        return source, "", "row has no identity"
+    return source, face.mid, None
+
+
+def _celeb_sample(args: tuple[str, str | FaceRow, str, int, str, int, CelebIngestConfig]) -> tuple[str, dict | str]:
+    source, row, key, label, split, ncols, cfg = args
+    face, img = _celeb_face(source, row, ncols)
+    if face is None:
+        return source, img
     img = cv2.resize(img, (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_AREA)
     meta = {"mid": face.mid, "label": label, "split": split, "source": source,
             "rect": list(face.rect) if face.rect else None}
@@ -281,86 +298,105 @@ def _celeb_sample(args: tuple[str, str | FaceRow, str, int, str, int, CelebInges
                     "cls": str(label).encode()}
 
 
+def _celeb_split(k: int, cfg: CelebIngestConfig) -> str:
+    """The split of an identity's k-th good face: the first ``test_per_identity`` test, then val, then train."""
+    t, v = cfg.test_per_identity, cfg.val_per_identity
+    return "test" if k < t else "val" if k < t + v else "train"
+
+
 def ingest_msceleb(path: str | os.PathLike, out: str | os.PathLike, report: str | os.PathLike,
                    cfg: CelebIngestConfig) -> dict:
     """Shard an MS-Celeb TSV (or MS1M RecordIO) into ``out/{train,val,test}-NNNNNN.tar``.
 
-    Pass 1 counts images per identity (cheap: first column only); identities with fewer than
-    ``min_per_identity`` are dropped and at most ``max_per_identity`` kept. Per identity the first
-    ``test_per_identity`` kept images go to test, the next ``val_per_identity`` to val, the rest to train.
+    Pass 1 decodes every row (base64 and JPEG) and counts the *good* faces per identity; bad rows are
+    reported and never take a place. Identities with fewer than ``min_per_identity`` good faces are
+    dropped (counted and listed in the summary), at most ``max_per_identity`` are kept. Per identity the
+    first ``test_per_identity`` kept faces go to test, the next ``val_per_identity`` to val, the rest to
+    train. Pass 2 writes the shards into a staging directory that replaces ``out`` only when the run
+    passes (:func:`davs.files.staged_dir`); an empty train split fails the stage.
     """
     t0 = time.time()
-    path, out = Path(path), Path(out)
+    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"MS-Celeb input {path} not found")
-    _prepare(out)
     ncols = 7 if path.suffix == ".rec" else tsv_columns(path)
-    counts: Counter[str] = Counter()
-    for mid, _, _ in tqdm(_iter_celeb(path, ncols), desc="count MS-Celeb", unit="row"):
-        if mid:
-            counts[mid] += 1
-    kept = sorted(m for m, c in counts.items() if c >= cfg.min_per_identity)
-    if not kept:
-        raise IngestError(f"no identity in {path} has {cfg.min_per_identity}+ images")
-    labels = {m: i for i, m in enumerate(kept)}
-    (out / "identities.json").write_text(json.dumps({"mids": kept}, indent=1) + "\n")
+    workers = cfg.workers or os.cpu_count() or 1
+    mem = PeakMemory()
     quality = QualityReport("msceleb")
+    good: Counter[str] = Counter()
+    bad_sources: set[str] = set()
+    probes = ((src, row, ncols) for _, src, row in _iter_celeb(path, ncols))
+    for src, mid, reason in tqdm(ordered_map(_celeb_probe, probes, workers), desc="check MS-Celeb", unit="row"):
+        mem.tick()
+        if reason is not None:
+            quality.fail(src, reason)
+            bad_sources.add(src)
+        else:
+            quality.ok()
+            good[mid] += 1
+    kept = sorted(m for m, c in good.items() if c >= cfg.min_per_identity)
+    dropped = sorted(m for m, c in good.items() if c < cfg.min_per_identity)
+    if dropped:
+        log.warning("MS-Celeb: %d identities have fewer than %d good faces and are dropped: %s",
+                    len(dropped), cfg.min_per_identity, dropped[:10] + (["..."] if len(dropped) > 10 else []))
+    labels = {m: i for i, m in enumerate(kept)}
     expected = Counter()
     for m in kept:
-        n = min(counts[m], cfg.max_per_identity)
-        test = min(n, cfg.test_per_identity)
-        val = min(n - test, cfg.val_per_identity)
-        expected.update({"test": test, "val": val, "train": n - test - val})
+        for k in range(min(good[m], cfg.max_per_identity)):
+            expected[_celeb_split(k, cfg)] += 1
     seen: Counter[str] = Counter()
 
     def jobs() -> Iterator:
         for mid, src, row in _iter_celeb(path, ncols):
-            if not mid:  # malformed row or record: let the worker say why
-                yield src, row, "", -1, "", ncols, cfg
-                continue
-            if mid not in labels or seen[mid] >= cfg.max_per_identity:
+            if src in bad_sources or mid not in labels or seen[mid] >= cfg.max_per_identity:
                 continue
             k = seen[mid]
             seen[mid] += 1
-            t, v = cfg.test_per_identity, cfg.val_per_identity
-            split = "test" if k < t else "val" if k < t + v else "train"
-            yield src, row, f"{mid.replace('.', '-').replace(':', '-')}_{k:06d}", labels[mid], split, ncols, cfg
+            key = f"{mid.replace('.', '-').replace(':', '-')}_{k:06d}"
+            yield src, row, key, labels[mid], _celeb_split(k, cfg), ncols, cfg
 
     rows = []
-    mem = PeakMemory()
-    workers = cfg.workers or os.cpu_count() or 1
-    writers = {s: AtomicShardWriter(str(out / f"{s}-%06d.tar"),
-                                    _per_shard(max(1, expected[s]), cfg.shard_max_samples, cfg.min_shards))
-               for s in SPLITS}
-    try:
-        for src, res in tqdm(ordered_map(_celeb_sample, jobs(), workers), desc="ingest MS-Celeb", unit="img"):
-            mem.tick()
-            if isinstance(res, str):
-                quality.fail(src, res)
-                continue
-            quality.ok()
-            meta = json.loads(res["json"])
-            w = writers[meta["split"]]
-            rows.append({"key": res["__key__"], "mid": meta["mid"], "label": meta["label"], "split": meta["split"],
-                         "shard": os.path.basename(w.pattern % w.shard)})
-            w.write(res)
-    except BaseException:
+    with staged_dir(out) as stage:
+        if kept:
+            (stage / "identities.json").write_text(json.dumps({"mids": kept}, indent=1) + "\n")
+        writers = {s: AtomicShardWriter(str(stage / f"{s}-%06d.tar"),
+                                        _per_shard(max(1, expected[s]), cfg.shard_max_samples, cfg.min_shards))
+                   for s in SPLITS}
+        try:
+            for src, res in tqdm(ordered_map(_celeb_sample, jobs(), workers), desc="ingest MS-Celeb", unit="img",
+                                 total=sum(expected.values())):
+                mem.tick()
+                if isinstance(res, str):  # decoded in pass 1, so only a file changed under us lands here
+                    quality.fail(src, res)
+                    continue
+                meta = json.loads(res["json"])
+                w = writers[meta["split"]]
+                rows.append({"key": res["__key__"], "mid": meta["mid"], "label": meta["label"],
+                             "split": meta["split"], "shard": os.path.basename(w.pattern % w.shard)})
+                w.write(res)
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
         for w in writers.values():
-            w.abort()
-        raise
-    for w in writers.values():
-        w.close()
-    shards = {s: w.written for s, w in writers.items()}
-    pd.DataFrame(rows).to_csv(out / "manifest.csv", index=False)
-    summary = {
-        "dataset": "msceleb", "source": str(path), "identities": len(kept),
-        "dropped_identities": len(counts) - len(kept),
-        "samples": {s: sum(r["split"] == s for r in rows) for s in SPLITS},
-        "shards": {s: len(v) for s, v in shards.items()},
-        "bytes": sum(os.path.getsize(p) for v in shards.values() for p in v),
-    }
-    _publish_summary(out, summary)
-    quality.write(Path(report), cfg.max_bad_fraction)
+            w.close()
+        shards = {s: w.written for s, w in writers.items()}
+        summary = {
+            "dataset": "msceleb", "source": str(path), "identities": len(kept),
+            "dropped_identities": len(dropped),
+            "samples": {s: sum(r["split"] == s for r in rows) for s in SPLITS},
+            "shards": {s: len(v) for s, v in shards.items()},
+            "bytes": sum(os.path.getsize(p) for v in shards.values() for p in v),
+        }
+        quality.extra["dropped_identities"] = {"min_good_faces": cfg.min_per_identity, "count": len(dropped),
+                                               "identities": dropped[:1000]}
+        quality.write(Path(report), cfg.max_bad_fraction)  # raises over the threshold: nothing published
+        if not kept:
+            raise IngestError(f"msceleb: no identity in {path} has {cfg.min_per_identity}+ good faces; "
+                              "nothing published")
+        _require_train(summary, path)
+        pd.DataFrame(rows).to_csv(stage / "manifest.csv", index=False)
+        _publish_summary(stage, summary)
     perf = {"seconds": round(time.time() - t0, 1), "workers": workers, **mem.report()}
     log.info("MS-Celeb ingestion: %s %s", summary, perf)
     return {**summary, "perf": perf}

@@ -15,12 +15,14 @@ MS-Celeb batches: ``image`` (B, H, W, 3) uint8, ``label`` (B,).
 
 from __future__ import annotations
 
+import csv
 import glob
 import json
 import logging
 import math
 import multiprocessing as mp
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +31,51 @@ import torch
 import webdataset as wds
 
 from davs.data.shards import decode_jpg, decode_jpgs, npy_load
+from davs.errors import DavsError
 
 log = logging.getLogger(__name__)
+
+MAX_CONSECUTIVE_FAILURES = 200  # samples (or shards) in a row that fail to read or decode before a loader stops
+
+
+class DataError(DavsError, RuntimeError):
+    """A loader met only failing samples: the message names the last cause."""
+
+
+class SkipBudget:
+    """Log-and-continue for bad samples and corrupt shards, counted; after ``max_consecutive`` failures in a
+    row (every sample failing: a corrupt shard set, or params that no clip satisfies) it stops with the
+    cause instead of spinning forever. One per loader worker (each counts its own stream)."""
+
+    def __init__(self, what: str, max_consecutive: int = MAX_CONSECUTIVE_FAILURES) -> None:
+        self.what, self.max_consecutive = what, max_consecutive
+        self.failures = 0
+        self.consecutive = 0
+
+    def ok(self) -> None:
+        self.consecutive = 0
+
+    def handler(self, exn: BaseException) -> bool:
+        self.failures += 1
+        self.consecutive += 1
+        if self.failures <= 10 or self.failures % 100 == 0:
+            log.warning("%s: skipped a bad sample or shard (%d so far): %s", self.what, self.failures, exn)
+        if self.consecutive >= self.max_consecutive:
+            raise DataError(f"{self.what}: {self.consecutive} samples in a row failed to load; the last: {exn}")
+        return True
+
+
+@dataclass
+class _Checked:
+    """A decode function that tells its :class:`SkipBudget` when a sample went through."""
+
+    fn: object
+    budget: SkipBudget
+
+    def __call__(self, sample: dict) -> dict:
+        out = self.fn(sample)
+        self.budget.ok()
+        return out
 
 
 class SharedEpoch:
@@ -74,6 +119,36 @@ def expand_shards(pattern: str | list[str]) -> list[str]:
     if not urls:
         raise FileNotFoundError(f"no shards match {pattern}")
     return urls
+
+
+def expected_counts(shards: list[str]) -> dict[str, int]:
+    """Samples per shard file name, from the ``manifest.csv`` beside the shards (empty if there is none)."""
+    manifest = Path(shards[0]).parent / "manifest.csv" if shards else None
+    if manifest is None or not manifest.exists():
+        return {}
+    with open(manifest, newline="") as f:
+        return dict(Counter(row["shard"] for row in csv.DictReader(f)))
+
+
+@dataclass
+class CheckedTars:
+    """``tarfile_to_samples`` that also notices a shard cut short: Python's tar reader takes a corrupt
+    header after the first member for the end of the archive, silently. A shard yielding fewer samples
+    than its manifest lists goes to the handler (logged, counted) and the stream continues."""
+
+    handler: object
+    expected: dict[str, int]
+
+    def __call__(self, src):  # noqa: ANN001, ANN204
+        expand = wds.tarfile_to_samples(handler=self.handler)
+        for item in src:
+            n = 0
+            for sample in expand(iter([item])):
+                n += 1
+                yield sample
+            want = self.expected.get(Path(item["url"]).name)
+            if want is not None and n < want:
+                self.handler(DataError(f"{item['url']}: {n} of {want} samples readable (truncated or corrupt)"))
 
 
 def _rng(seed: int, epoch: int, key: str) -> np.random.Generator:
@@ -167,14 +242,15 @@ def make_loader(
     if train and len(shards) < workers * world_size:
         raise ValueError(f"{len(shards)} shards < workers x ranks = {workers} x {world_size}: re-shard with more "
                          "shards (ingest.min_shards) or use fewer workers")
-    handler = wds.warn_and_continue
+    budget = SkipBudget(f"{'train' if train else 'eval'} loader over {shards[0]}{' ...' * (len(shards) > 1)}")
+    handler = budget.handler
     stages: list = [ShardCycle(shards, seed, epoch, shuffle=train, cycle=train)]
     if train:
-        stages += [wds.split_by_node, wds.split_by_worker, wds.tarfile_to_samples(handler=handler),
+        stages += [wds.split_by_node, wds.split_by_worker, CheckedTars(handler, expected_counts(shards)),
                    SampleShuffle(shuffle_buffer, seed, epoch)]
     else:
-        stages += [wds.split_by_worker, wds.tarfile_to_samples(handler=handler)]
-    stages += [wds.map(decode, handler=handler), wds.batched(batch_size, collation_fn=collate, partial=not train)]
+        stages += [wds.split_by_worker, CheckedTars(handler, expected_counts(shards))]
+    stages += [wds.map(_Checked(decode, budget), handler=handler), wds.batched(batch_size, collation_fn=collate, partial=not train)]
     dataset = wds.DataPipeline(*stages)
     if train:
         global_batch = batch_size * world_size

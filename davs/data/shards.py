@@ -136,6 +136,10 @@ class AtomicShardWriter:
     def abort(self) -> None:
         """Drop the shard in progress (its temp file), keeping completed ones."""
         if self._tw is not None:
+            try:
+                self._tw.close()  # marks the tar stream closed, so it never flushes into a closed file later
+            except (OSError, ValueError):
+                pass  # the failure that made us abort (a full disk) may repeat here
             self._stream.close()
             self._tmp.unlink(missing_ok=True)
             self._tw = self._stream = self._tmp = None

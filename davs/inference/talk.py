@@ -4,15 +4,24 @@ Pipeline: decode the media (PyAV: any container, codec, sample rate) -> align th
 (:mod:`davs.inference.align`) -> for every output frame at 25 fps, the MFCC window of the audio (or the
 video word features of the driving face) -> G(identity of the aligned source crop, word feature) -> the
 change G makes to the crop, added to the source frame at its own resolution and only inside the mouth
-region (every other pixel is the input's own) -> H.264 + AAC mp4 with the input audio, written as the
-frames are made (a photo is held once, never repeated per frame).
+region (every other pixel is the input's own) -> H.264 + AAC mp4 with the input audio.
+
+Everything streams, so memory is a constant plus one batch whatever the audio's length or the photo's
+size: the audio is decoded once into a temporary raw file and read back span by span (MFCC windows,
+the word encoders and the generator run ``batch_size`` frames at a time, with two frames of context so
+the chunked features equal the whole-sequence ones); video inputs are decoded frame by frame into a
+temporary raw frame file; a photo is held once; frames are encoded as they are made. Options, paths
+and the device are checked before any of that starts.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +29,19 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from davs.data.features import SAMPLE_RATE, mfcc_windows
+from davs.checkpoint import load_checkpoint
+from davs.data.features import SAMPLE_RATE, mfcc_windows_span, read_zero_padded
+from davs.devices import resolve_device
 from davs.errors import DavsError
 from davs.inference.align import Alignment, FaceAligner, cut, mouth_mask, paste_change
-from davs.media import read_audio, read_video, write_mp4
+from davs.media import iter_audio, iter_video, video_fps, write_mp4
 from davs.models import DAVSConfig, build
 
 log = logging.getLogger(__name__)
 
 MODEL_FPS = 25.0
+CONTEXT = 2  # frames either side a chunk of word features needs (frame difference + temporal conv)
+MAX_PHOTO_PIXELS = 80_000_000  # a photo is held once: 80 MP (240 MB) at most
 _IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
@@ -43,46 +56,156 @@ class Timing:
     total_s: float = 0.0
 
 
-def load_face(path: str | Path) -> tuple[np.ndarray, float]:
-    """A photo -> (1, H, W, 3); a video -> (N, H, W, 3) and its fps."""
-    path = Path(path)
-    if not path.exists():
-        raise GenerateError(f"face file {path} does not exist")
-    if path.suffix.lower() in _IMAGE_EXT:
-        try:
-            return np.asarray(Image.open(path).convert("RGB"))[None], MODEL_FPS
-        except (UnidentifiedImageError, OSError) as e:
-            raise GenerateError(f"cannot read image {path}: {e}") from None
+def check_request(face: str | Path, out: str | Path, audio: str | Path | None = None,
+                  driving_video: str | Path | None = None, fps: float = MODEL_FPS, batch_size: int = 1) -> None:
+    """Everything about a request that can be checked before a model is loaded or a frame decoded."""
+    if (audio is None) == (driving_video is None):
+        raise GenerateError("give exactly one of an audio file and a driving video")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise GenerateError(f"--batch-size must be a positive integer (got {batch_size})")
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and 1 <= fps <= 120):
+        raise GenerateError(f"--fps must be between 1 and 120 (got {fps})")
+    for what, p in (("face", face), ("audio", audio), ("driving video", driving_video)):
+        if p is not None and not Path(p).is_file():
+            raise GenerateError(f"{what} file {p} does not exist" if not Path(p).exists()
+                                else f"{what} {p} is not a file")
+    out = Path(out)
+    if out.is_dir():
+        raise GenerateError(f"--out {out} is a directory: give a file name such as {out / 'talk.mp4'}")
+    if out.suffix.lower() != ".mp4":
+        raise GenerateError(f"--out {out}: the output is an mp4 file (name it *.mp4)")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise GenerateError(f"--out {out}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise GenerateError(f"--out {out}: directory {parent} is not writable")
+
+
+def load_photo(path: str | Path) -> np.ndarray:
+    """A photo as one (H, W, 3) uint8 array (the only copy held)."""
     try:
-        return read_video(path)
+        with Image.open(path) as im:
+            if im.width * im.height > MAX_PHOTO_PIXELS:
+                raise GenerateError(f"{path} is {im.width}x{im.height}: more than {MAX_PHOTO_PIXELS // 10**6} MP; "
+                                    "downscale it first")
+            return np.asarray(im.convert("RGB"))
+    except GenerateError:
+        raise
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError) as e:
+        raise GenerateError(f"cannot read image {path}: {e}") from None
+
+
+def is_photo(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in _IMAGE_EXT
+
+
+def source_index(k: int, fps: float, out_fps: float) -> int:
+    """The input frame (at ``fps``) on screen at output frame k's time (k / out_fps); exact when the rates
+    are equal (1.16 * 25 is 28.999999999999996 in floating point)."""
+    return int(k * fps / out_fps + 1e-6)
+
+
+def resample_to(frames: Iterable[np.ndarray], fps: float, out_fps: float) -> Iterator[np.ndarray]:
+    """Nearest-in-time resampling of a stream of unknown length: output frame k (time k / out_fps) is input
+    frame :func:`source_index`, for every k / out_fps before the input's end."""
+    k = 0
+    for i, f in enumerate(frames):
+        while source_index(k, fps, out_fps) <= i:
+            yield f
+            k += 1
+
+
+class AudioTrack:
+    """Speech decoded once, as it streams, into a temporary raw float32 file at 16 kHz; spans read back."""
+
+    def __init__(self, path: str | Path, workdir: Path) -> None:
+        self.file = workdir / "audio.f32"
+        n = 0
+        try:
+            with open(self.file, "wb") as f:
+                for chunk in iter_audio(path, SAMPLE_RATE):
+                    f.write(chunk.astype("<f4", copy=False).tobytes())
+                    n += len(chunk)
+        except Exception as e:  # PyAV raises several error types for unreadable media
+            raise GenerateError(f"cannot read audio from {path}: {e}") from None
+        if n == 0:
+            raise GenerateError(f"{path}: the audio stream decodes to nothing")
+        self.samples = n
+        self._fh = open(self.file, "rb")  # noqa: SIM115 - closed by close()
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        """Samples [a, b), zeros outside the signal."""
+        out = np.zeros(b - a, np.float32)
+        lo, hi = max(a, 0), min(b, self.samples)
+        if hi > lo:
+            self._fh.seek(lo * 4)
+            out[lo - a : hi - a] = np.frombuffer(self._fh.read((hi - lo) * 4), "<f4")
+        return out
+
+    def chunks(self, stop: int, size: int = 10 * SAMPLE_RATE) -> Iterator[np.ndarray]:
+        for a in range(0, stop, size):
+            yield self.read(a, min(a + size, stop))
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class FrameFile:
+    """Video frames spilled to a temporary raw file as they decode; frame i read back on demand."""
+
+    def __init__(self, frames: Iterable[np.ndarray], file: Path) -> None:
+        self.file, self.n, self.shape = file, 0, None
+        with open(file, "wb") as f:
+            for fr in frames:
+                if self.shape is None:
+                    self.shape = fr.shape
+                elif fr.shape != self.shape:
+                    raise GenerateError(f"frame {self.n} is {fr.shape[1]}x{fr.shape[0]}, not like the first")
+                f.write(np.ascontiguousarray(fr, np.uint8).tobytes())
+                self.n += 1
+        self._size = int(np.prod(self.shape)) if self.shape else 0
+        self._fh = open(file, "rb")  # noqa: SIM115 - closed by close()
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        self._fh.seek(i * self._size)
+        return np.frombuffer(self._fh.read(self._size), np.uint8).reshape(self.shape)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _load_video(path: str | Path, workdir: Path, name: str) -> FrameFile:
+    """A video resampled to 25 fps into a :class:`FrameFile`."""
+    try:
+        store = FrameFile(resample_to(iter_video(path), video_fps(path), MODEL_FPS), workdir / f"{name}.rgb")
+    except GenerateError:
+        raise
     except Exception as e:  # PyAV raises several error types for unreadable media
         raise GenerateError(f"cannot read video {path}: {e}") from None
-
-
-def resample_frames(frames: np.ndarray, fps: float, out_fps: float, n_out: int | None = None) -> np.ndarray:
-    """Nearest-in-time frame resampling from fps to out_fps."""
-    n_in = len(frames)
-    n_out = n_out if n_out is not None else max(1, int(round(n_in / fps * out_fps)))
-    idx = np.minimum((np.arange(n_out) / out_fps * fps).astype(int), n_in - 1)
-    return frames[idx]
+    if len(store) == 0:
+        raise GenerateError(f"{path}: the video stream decodes to no frame")
+    return store
 
 
 class Talker:
     def __init__(self, checkpoint: str | Path, device: str = "auto", batch_size: int = 64,
                  use_landmarks: bool = True) -> None:
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise GenerateError(f"--batch-size must be a positive integer (got {batch_size})")
+        self.device = resolve_device(device)
         self.batch_size = batch_size
         path = Path(checkpoint)
         if not path.exists():
             raise GenerateError(f"checkpoint {path} not found: train the pipeline first (dvc repro) or pass --checkpoint")
+        ck = load_checkpoint(path, self.device)
         try:
-            ck = torch.load(path, map_location=self.device, weights_only=True)
             self.cfg = DAVSConfig.from_dict(ck["model_config"])
             nets = ck["nets"]
-        except Exception as e:
-            raise GenerateError(f"checkpoint {path} is not a davs model file: {e}") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise GenerateError(f"checkpoint {path} is not a davs model file (no {e})") from None
         need = ("Ev_w", "Ea_w", "Ep", "G")
         if any(k not in nets for k in need):
             raise GenerateError(f"checkpoint {path} lacks {[k for k in need if k not in nets]}: use models/gen.pt")
@@ -101,28 +224,43 @@ class Talker:
         x = torch.from_numpy(crops).to(self.device)  # (N, S, S, 3) uint8
         return x.permute(0, 3, 1, 2).float().div(127.5).sub(1)  # (N, 3, S, S)
 
-    def _track(self, frames: np.ndarray, what: str) -> list[Alignment]:
+    def _track(self, frames: Iterable[np.ndarray], what: str) -> list[Alignment]:
         aligns, missing = self.aligner.track(frames)
+        n = len(aligns) or len(missing)
         if not aligns:
-            raise GenerateError(f"no face found in {what} (checked {len(frames)} frame{'s' * (len(frames) > 1)})")
+            raise GenerateError(f"no face found in {what} (checked {n} frame{'s' * (n > 1)})")
         if missing:
             shown = ", ".join(map(str, missing[:20])) + (" ..." if len(missing) > 20 else "")
-            raise GenerateError(f"no face found in {what} frames {shown} ({len(missing)} of {len(frames)})")
+            raise GenerateError(f"no face found in {what} frames {shown} ({len(missing)} of {len(aligns)})")
         log.info("%s: aligned on %s", what, "facial landmarks" if aligns[0].landmarks else "face boxes (no landmarks)")
         return aligns
 
     @torch.no_grad()
-    def audio_words(self, audio: np.ndarray, n: int) -> torch.Tensor:
-        """(n, D) word features from 16 kHz audio, one per 25 fps frame."""
-        mfcc = mfcc_windows(audio, n, MODEL_FPS, self.cfg.mfcc_frames, self.cfg.mfcc_coeffs)  # (n, F, C)
-        return self.nets["Ea_w"](torch.from_numpy(mfcc).to(self.device)[None])[0]
+    def _chunked(self, encoder: str, inputs: Callable[[int, int], torch.Tensor], n: int) -> Iterator[torch.Tensor]:
+        """Word features (b - a, D) of frames [a, b), ``batch_size`` frames at a time; each chunk is encoded
+        with CONTEXT frames either side, so it equals the same rows of the whole-sequence encoding."""
+        for a in range(0, n, self.batch_size):
+            b = min(a + self.batch_size, n)
+            lo, hi = max(0, a - CONTEXT), min(n, b + CONTEXT)
+            yield self.nets[encoder](inputs(lo, hi)[None])[0, a - lo : b - lo]  # (b - a, D)
+
+    def _mfcc(self, read: Callable[[int, int], np.ndarray]) -> Callable[[int, int], torch.Tensor]:
+        def inputs(lo: int, hi: int) -> torch.Tensor:
+            m = mfcc_windows_span(read, lo, hi, MODEL_FPS, self.cfg.mfcc_frames, self.cfg.mfcc_coeffs)
+            return torch.from_numpy(m).to(self.device)  # (hi - lo, F, C)
+
+        return inputs
 
     @torch.no_grad()
-    def video_words(self, frames: np.ndarray) -> torch.Tensor:
-        """(n, D) word features from a driving face video already at 25 fps."""
-        aligns = self._track(frames, "the driving video")
-        crops = np.stack([cut(f, a) for f, a in zip(frames, aligns)])
-        return self.nets["Ev_w"](self._to_input(crops)[None])[0]
+    def audio_words(self, audio: np.ndarray, n: int) -> torch.Tensor:
+        """(n, D) word features from in-memory 16 kHz audio, one per 25 fps frame."""
+        return torch.cat(list(self._chunked("Ea_w", self._mfcc(read_zero_padded(audio)), n)))
+
+    def _crops(self, frames: FrameFile, aligns: list[Alignment]) -> Callable[[int, int], torch.Tensor]:
+        def inputs(lo: int, hi: int) -> torch.Tensor:
+            return self._to_input(np.stack([cut(frames[i], aligns[i]) for i in range(lo, hi)]))  # (hi - lo, 3, S, S)
+
+        return inputs
 
     @torch.no_grad()
     def _generate(self, crops: np.ndarray, words: torch.Tensor) -> np.ndarray:
@@ -135,68 +273,100 @@ class Talker:
         self.timing.model_s += time.perf_counter() - t0
         return out
 
-    def render_photo(self, photo: np.ndarray, align: Alignment, words: torch.Tensor) -> Iterator[np.ndarray]:
-        """The photo saying ``words`` (n, D): frames (H, W, 3), made one batch at a time."""
+    def render_photo(self, photo: np.ndarray, align: Alignment, words: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
+        """The photo saying ``words`` (chunks of (b, D), or one (n, D) tensor): frames (H, W, 3), made one batch
+        at a time."""
         crop = cut(photo, align)[None]  # (1, S, S, 3)
-        for i in range(0, len(words), self.batch_size):
-            for g in self._generate(crop, words[i : i + self.batch_size]):
+        for chunk in _batches(words, self.batch_size):
+            for g in self._generate(crop, chunk):
                 yield paste_change(photo, crop[0], g, align, self.mask)
 
-    def render_video(self, frames: np.ndarray, aligns: list[Alignment], words: torch.Tensor) -> Iterator[np.ndarray]:
-        """Source frames (n, H, W, 3) saying ``words`` (n, D), each frame its own identity reference."""
-        for i in range(0, len(words), self.batch_size):
-            sl = slice(i, i + self.batch_size)
-            crops = np.stack([cut(f, a) for f, a in zip(frames[sl], aligns[sl])])
-            for f, c, g, a in zip(frames[sl], crops, self._generate(crops, words[sl]), aligns[sl]):
-                yield paste_change(f, c, g, a, self.mask)
+    def render_video(self, frames: FrameFile, order: np.ndarray, aligns: list[Alignment],
+                     words: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
+        """Source frames ``frames[order[k]]`` saying ``words``, each frame its own identity reference."""
+        k = 0
+        for chunk in _batches(words, self.batch_size):
+            idx = order[k : k + len(chunk)]
+            src = [frames[i] for i in idx]
+            crops = np.stack([cut(f, aligns[i]) for f, i in zip(src, idx)])
+            for f, c, g, i in zip(src, crops, self._generate(crops, chunk), idx):
+                yield paste_change(f, c, g, aligns[i], self.mask)
+            k += len(chunk)
 
     def generate(self, face_path: str | Path, out: str | Path, audio_path: str | Path | None = None,
                  driving_video: str | Path | None = None, fps: float = MODEL_FPS) -> dict:
+        check_request(face_path, out, audio_path, driving_video, fps, self.batch_size)
         t0 = time.perf_counter()
-        face, face_fps = load_face(face_path)
-        drive = None
+        photo = load_photo(face_path) if is_photo(face_path) else None
+        if photo is not None:  # fail on a face-less photo before decoding any audio
+            align = self._track([photo], "the face input")[0]
+        with tempfile.TemporaryDirectory(prefix="davs-generate-") as tmp:
+            work = Path(tmp)
+            audio = AudioTrack(driving_video or audio_path, work)
+            try:
+                return self._generate_to(out, photo, align if photo is not None else None, face_path, audio,
+                                         driving_video, fps, work, t0)
+            finally:
+                audio.close()
+
+    def _generate_to(self, out: str | Path, photo: np.ndarray | None, align: Alignment | None,
+                     face_path: str | Path, audio: AudioTrack, driving_video: str | Path | None, fps: float,
+                     work: Path, t0: float) -> dict:
+        stores: list[FrameFile] = []
         try:
             if driving_video is not None:
-                dframes, dfps = load_face(driving_video)
-                audio = read_audio(driving_video, SAMPLE_RATE)
-                drive = resample_frames(dframes, dfps, MODEL_FPS)
+                drive = _load_video(driving_video, work, "drive")
+                stores.append(drive)
+                n = len(drive)
+                drive_aligns = self._track((drive[i] for i in range(n)), "the driving video")
+                words = self._chunked("Ev_w", self._crops(drive, drive_aligns), n)
             else:
-                audio = read_audio(audio_path, SAMPLE_RATE)
-        except GenerateError:
-            raise
-        except Exception as e:
-            raise GenerateError(f"cannot read audio from {driving_video or audio_path}: {e}") from None
-        n = drive.shape[0] if drive is not None else int(len(audio) / SAMPLE_RATE * MODEL_FPS)
-        if n < 1:
-            raise GenerateError(f"audio is {len(audio) / SAMPLE_RATE * 1000:.0f} ms long: shorter than one frame (40 ms)")
-        if len(face) == 1:
-            align = self._track(face, "the face input")[0]
-            words = self.video_words(drive) if drive is not None else self.audio_words(audio, n)
-            frames = self.render_photo(face[0], align, words[:n])
-        else:  # loop the face video back and forth to cover the audio (as Wav2Lip does)
-            face25 = resample_frames(face, face_fps, MODEL_FPS)
-            pingpong = np.concatenate([face25, face25[::-1][1:-1]]) if len(face25) > 2 else face25
-            aligns = self._track(pingpong, "the face input")
-            idx = np.arange(n) % len(pingpong)
-            words = self.video_words(drive) if drive is not None else self.audio_words(audio, n)
-            frames = self.render_video(pingpong[idx], [aligns[i] for i in idx], words[:n])
-        n_out = n if fps == MODEL_FPS else max(1, int(round(n / MODEL_FPS * fps)))
-        if fps != MODEL_FPS:
-            frames = resample_stream(frames, MODEL_FPS, fps, n_out)
-        audio = audio[: int(round(n / MODEL_FPS * SAMPLE_RATE))]
-        write_mp4(out, frames, fps=int(round(fps)), audio=audio, sample_rate=SAMPLE_RATE)
+                n = int(audio.samples / SAMPLE_RATE * MODEL_FPS)
+                if n < 1:
+                    raise GenerateError(f"audio is {audio.samples / SAMPLE_RATE * 1000:.0f} ms long: "
+                                        "shorter than one frame (40 ms)")
+                words = self._chunked("Ea_w", self._mfcc(audio.read), n)
+            if photo is not None:
+                frames = self.render_photo(photo, align, words)
+            else:  # loop the face video back and forth to cover the audio (as Wav2Lip does)
+                face = _load_video(face_path, work, "face")
+                stores.append(face)
+                aligns = self._track((face[i] for i in range(len(face))), "the face input")
+                m = len(face)
+                pingpong = np.r_[np.arange(m), np.arange(m - 2, 0, -1)] if m > 2 else np.arange(m)
+                frames = self.render_video(face, pingpong[np.arange(n) % len(pingpong)], aligns, words)
+            n_out = n if fps == MODEL_FPS else max(1, int(round(n / MODEL_FPS * fps)))
+            if fps != MODEL_FPS:
+                frames = resample_stream(frames, MODEL_FPS, fps, n_out)
+            stop = int(round(n / MODEL_FPS * SAMPLE_RATE))
+            try:
+                write_mp4(out, frames, fps=int(round(fps)), audio=audio.chunks(stop), sample_rate=SAMPLE_RATE)
+            except OSError as e:
+                raise GenerateError(f"cannot write {out}: {e}") from None
+        finally:
+            for s in stores:
+                s.close()
         self.timing.frames += n
         self.timing.total_s += time.perf_counter() - t0
         return {"out": str(out), "frames": n_out, "fps": fps, "seconds": round(n / MODEL_FPS, 3),
-                "mode": "video" if drive is not None else "audio"}
+                "mode": "video" if driving_video is not None else "audio"}
+
+
+def _batches(words: torch.Tensor | Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor]:
+    """Word features in chunks of at most ``size`` rows, from one (n, D) tensor or an iterable of chunks."""
+    if isinstance(words, torch.Tensor):
+        words = [words]
+    for w in words:
+        for i in range(0, len(w), size):
+            yield w[i : i + size]
 
 
 def resample_stream(frames: Iterator[np.ndarray], fps: float, out_fps: float, n_out: int) -> Iterator[np.ndarray]:
     """Nearest-in-time resampling of a frame stream, as :func:`resample_frames` does, without holding it:
-    output frame k is input frame int(k / out_fps * fps), the last one repeated past the end."""
+    output frame k is input frame :func:`source_index`, the last one repeated past the end."""
     k, f = 0, None
     for i, f in enumerate(frames):
-        while k < n_out and int(k / out_fps * fps) <= i:
+        while k < n_out and source_index(k, fps, out_fps) <= i:
             yield f
             k += 1
     while f is not None and k < n_out:

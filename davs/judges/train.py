@@ -18,12 +18,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from davs.checkpoint import load_checkpoint, save_checkpoint
 from davs.judges.data import JudgeClips, roi_with_margin
 from davs.judges.mouth_regressor import MouthStateRegressor
 from davs.judges.scores import stacks, to_float
 from davs.judges.syncnet import SyncNet
 from davs.models.video_word_encoder import roi_slices
-from davs.training.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -14,21 +14,22 @@ from collections.abc import Iterable
 import torch
 import torch.distributed as dist
 
+from davs.devices import resolve_device
+
 
 def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
     """(rank, world_size, device). Initialises the process group when launched by torchrun."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if device == "cuda" else "gloo"
+        backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
-    if device == "cuda":
+    if dev.type == "cuda":
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local)
-    return rank, world, torch.device(device)
+    return rank, world, dev
 
 
 def is_main() -> bool:

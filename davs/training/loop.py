@@ -24,8 +24,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from davs.checkpoint import load_checkpoint, save_checkpoint
 from davs.training import distributed as D
-from davs.training.checkpoint import load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
+from davs.checkpoint import check_config, load_checkpoint, save_checkpoint
 from davs.data.loader import LRWDecode, SharedEpoch, count_samples, decode_celeb, make_loader
 from davs.models import DAVSConfig
 from davs.provenance import code_hash, file_hash, shards_hash
 from davs.training import distributed as D
-from davs.training.checkpoint import check_config, load_checkpoint, save_checkpoint
 from davs.training.loop import Callback, LoopConfig, Stream, train
 from davs.training.tasks import DisentTask, DisentWeights, GenTask, GenWeights, JointTask, JointWeights
 

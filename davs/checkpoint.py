@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from davs.errors import DavsError
+from davs.files import atomic_path
 
 
 class CheckpointError(DavsError, RuntimeError):
@@ -18,19 +22,38 @@ class CheckpointError(DavsError, RuntimeError):
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    tmp = atomic_path(path)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} not found: run the stage that writes it first")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory, not a model file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # pickle / zip errors from a truncated or foreign file
-        raise CheckpointError(f"checkpoint {path} is unreadable: {e}") from None
+    except pickle.UnpicklingError as e:
+        found = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", str(e))
+        if found and zipfile.is_zipfile(path):
+            raise CheckpointError(f"checkpoint {path} refused: it holds a Python object ({found.group(1)}), not "
+                                  "only tensors, and loading it could run code; davs model files hold tensors "
+                                  "only") from None
+        raise CheckpointError(f"checkpoint {path} is not a PyTorch model file") from None
+    except Exception as e:  # zip / EOF errors from a truncated or foreign file
+        raise CheckpointError(f"checkpoint {path} is not a PyTorch model file or is truncated "
+                              f"({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    """The error's first sentence, without torch's advice."""
+    text = str(e).strip().split(". ")[0].splitlines()
+    return text[0][:200] if text else type(e).__name__
 
 
 def check_config(ckpt: dict[str, Any], expected: dict[str, Any], path: str | os.PathLike,
