@@ -159,3 +159,37 @@ def shards_hash(shard_dir: str | Path) -> str:
         h.update(name.encode() + b"\0" + (p.read_bytes() if p.is_file() else b"<absent>") + b"\0")
     h.update(json.dumps(sorted((p.name, p.stat().st_size) for p in d.glob("*.tar"))).encode())
     return h.hexdigest()[:16]
+
+
+RESULT_PACKAGES = ("torch", "torchaudio", "numpy", "av", "opencv-python-headless", "pillow", "espeakng-loader",
+                   "decord", "webdataset", "scikit-learn", "scipy", "dlib-bin")
+
+
+def environment() -> dict:
+    """What, besides code, params and data, the bytes of a result depend on: the CPU (float kernels are
+    chosen per instruction set and cache sizes: the same code gives other bits on another CPU model),
+    the core count (thread count changes summation order) and the numeric libraries' versions."""
+    import os
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    cpu, isa = platform.processor() or platform.machine(), []
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            key, _, val = line.partition(":")
+            if key.strip() == "model name":
+                cpu = val.strip()
+            elif key.strip() == "flags":
+                isa = sorted(f for f in val.split() if f.startswith(("avx", "amx", "fma", "sse4")))
+                break
+    except OSError:
+        pass
+    packages = {}
+    for name in RESULT_PACKAGES:
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    return {"cpu": cpu, "isa": isa, "cores": os.cpu_count(), "machine": platform.machine(),
+            "python": platform.python_version(), "packages": packages}

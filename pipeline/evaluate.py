@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 
 from davs.devices import resolve_device
 from davs.files import atomic_output, atomic_write_text, staged_dir
+from davs.provenance import environment
 from pipeline import paths
 from pipeline.params import Params
 from pipeline.stages import data_spec, model_config
@@ -85,6 +86,7 @@ def evaluate(p: Params, device: str = "auto") -> dict:
             m[f"data/{ds}_total"] = qd["total"]
     m = _round(m)
     _write_json(REPORTS / "metrics.json", m)
+    _write_json(REPORTS / "environment.json", environment())  # what bit-exact reproduction needs alike
 
     plots = REPORTS / "plots"
     plots.mkdir(parents=True, exist_ok=True)

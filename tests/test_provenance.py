@@ -3,6 +3,7 @@ deletes anything."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -120,3 +121,34 @@ def test_dvclive_logs_hold_no_timings(tmp_path, monkeypatch):
     files = [p for p in (tmp_path / "dvclive" / "joint").rglob("*") if p.is_file()]
     assert any("word_video" in str(p) for p in files)
     assert not any("perf" in str(p) or "perf" in p.read_text() for p in files)
+
+
+def _lock(code_md5="a", out_md5="m", params=None):
+    return {"stages": {
+        "train": {"deps": [{"path": "davs/x.py", "md5": code_md5}, {"path": "data/shards", "md5": "s"}],
+                  "params": {"params.yaml": params or {"lr": 1}}, "outs": [{"path": "models/m.pt", "md5": out_md5}]},
+        "ingest": {"deps": [{"path": "davs/i.py", "md5": "i"}], "outs": [{"path": "data/shards", "md5": "s"}]},
+    }}
+
+
+def test_repro_check_tells_stale_code_from_machine_drift():
+    from pipeline import repro_check as R
+
+    assert R.code_and_params(_lock(), _lock(out_md5="other")) == []  # outputs may drift, code may not
+    assert R.code_and_params(_lock(), _lock(code_md5="b")) == ["stage train: davs/x.py differs from the committed lock"]
+    assert R.code_and_params(_lock(), _lock(params={"lr": 2})) == ["stage train: params differ from the committed lock"]
+    assert R.output_hashes(_lock(), _lock(out_md5="other")) == ["output models/m.pt differs"]
+    assert R.output_hashes(_lock(), _lock()) == []
+    seeds = {"metrics": {"acc": {"std": 0.05}, "tight": {"std": 0.0}}}
+    fails, rows = R.within_seed_spread({"acc": 0.8, "tight": 0.5}, {"acc": 0.95, "tight": 0.505}, seeds)
+    assert fails == [] and len(rows) == 2  # 0.15 < 4 std; 0.005 < the 0.02 floor
+    fails, _ = R.within_seed_spread({"acc": 0.8, "tight": 0.5}, {"acc": 0.5, "tight": 0.6}, seeds)
+    assert len(fails) == 2
+
+
+def test_environment_names_cpu_cores_and_libraries():
+    from davs.provenance import environment
+
+    env = environment()
+    assert env["cores"] >= 1 and env["packages"]["torch"] and env["packages"]["numpy"]
+    assert json.loads(json.dumps(env)) == env  # what reports/environment.json holds
