@@ -15,6 +15,11 @@ def test_torchrun_two_processes_gloo(shards, tmp_path):
     ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     assert all(x["world"] == 2 for x in ranks)
     k0, k1 = set(ranks[0]["keys"]), set(ranks[1]["keys"])
-    assert len(k0) == len(k1) == 3 and not (k0 & k1), "split_by_node must give each rank its own shards"
-    assert len(ranks[0]["keys"]) == len(ranks[1]["keys"]), "with_epoch: equal batches per rank"
+    assert not (k0 & k1), "split_by_node must give each rank its own shards"
+    val = {row.split(",")[0] for row in (shards / "lrw" / "manifest.csv").read_text().splitlines()[1:]
+           if row.split(",")[4] == "val"}
+    assert k0 | k1 == val, "together the ranks see the whole split, each sample once"
+    # with_epoch: 6 samples / (batch 1 x 2 ranks) = 3 batches on each rank, and each rank yields exactly that
+    assert ranks[0]["batches"] == ranks[1]["batches"] == 3
+    assert len(ranks[0]["keys"]) == len(ranks[1]["keys"]) == 3
     assert ranks[0]["checksum"] == ranks[1]["checksum"], "gradients are all-reduced: weights stay identical"

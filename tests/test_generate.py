@@ -100,7 +100,7 @@ def test_driving_video_and_face_video(tiny_models, media, corpus, tmp_path):
     ("noface", "no face found in the face input"),
     ("broken", "cannot read video"),
     ("short", "shorter than one frame"),
-    ("nockpt", "checkpoint"),
+    ("nockpt", "none.pt not found: train the pipeline first"),
     ("wrongckpt", "lacks"),
     ("missing", "does not exist"),
 ])

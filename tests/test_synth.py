@@ -93,9 +93,11 @@ def test_msceleb_tsv_columns_rectangles_and_jpegs(corpus):
     assert len(mids) == TINY.msceleb_identities
 
 
-def _mouth_track(path):
-    frames = decord.VideoReader(str(path)).get_batch(list(range(29))).asnumpy().astype(float)
-    return frames
+def _mouth_track(path, idt) -> np.ndarray:
+    """(T,) mean brightness of the mouth region of each decoded frame: low when the mouth is open (dark)."""
+    frames = decord.VideoReader(str(path)).get_batch(list(range(29))).asnumpy().astype(float)  # (T, H, W, 3)
+    mx, my = (int(v) for v in mouth_centre(idt))
+    return frames[:, my - 16 : my + 16, mx - 24 : mx + 24].mean(axis=(1, 2, 3))
 
 
 def test_lips_move_with_the_word_and_differ_between_words(tmp_path):
@@ -103,12 +105,11 @@ def test_lips_move_with_the_word_and_differ_between_words(tmp_path):
     tracks = {}
     for word in ("ABOUT", "MONEY", "SCHOOL"):
         job = ClipJob(word, "train", 1, 0, str(tmp_path / f"{word}.mp4"))
-        render_clip(job, TINY)
-        frames = _mouth_track(job.path)
-        idt = Identity.make(0, TINY.seed)
-        mx, my = (int(v) for v in mouth_centre(idt))
-        region = frames[:, my - 16 : my + 16, mx - 24 : mx + 24].mean(axis=(1, 2, 3))  # (T,)
+        meta = render_clip(job, TINY)
+        region = _mouth_track(job.path, Identity.make(0, TINY.seed))
         tracks[word] = region
+        openness = meta["mouth"][:, 0]  # what the renderer drew, from the phoneme timings
+        assert np.corrcoef(region, openness)[0, 1] < -0.7, f"{word}: the pixels do not follow the mouth states"
         assert region.max() - region.min() > 8, f"{word}: the mouth hardly moves"
         assert np.argmin(region) not in (0, 28), f"{word}: the mouth should open mid-clip, while the word is spoken"
     a, b, c = (tracks[w] - tracks[w].mean() for w in ("ABOUT", "MONEY", "SCHOOL"))

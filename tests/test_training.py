@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from davs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from davs.models import build
 from davs.training.loop import LoopConfig
 from davs.training.stages import load_model, model_config_for, run_disent, run_joint
 from davs.training.tasks import DisentTask, DisentWeights, JointTask, JointWeights
@@ -43,6 +44,14 @@ def test_disent_starts_from_joint_encoders(trained):
     for k, v in d["Ep"].items():
         assert torch.equal(v, g["Ep"][k])
     assert any(not torch.equal(v, d["Ev_w"][k]) for k, v in j["Ev_w"].items())  # disent trained them further
+    # ... starting from joint's weights: a few small steps away from them, not a fresh init's distance
+    cfg = trained[1]
+    for name in ("Ev_w", "Ea_w", "Ep"):
+        fresh = build(cfg, (name,))[name].state_dict()
+        keys = [k for k, v in j[name].items() if v.is_floating_point() and "running" not in k]
+        moved = sum(float((d[name][k] - j[name][k]).norm()) for k in keys)
+        random = sum(float((fresh[k] - j[name][k]).norm()) for k in keys)
+        assert moved < 0.2 * random, (name, moved, random)
 
 
 def test_model_mismatch_is_a_clear_error(trained):
@@ -52,7 +61,7 @@ def test_model_mismatch_is_a_clear_error(trained):
     with pytest.raises(CheckpointError, match="not found"):
         load_model(out / "nope.pt", cfg)
     (out / "junk.pt").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="unreadable"):
+    with pytest.raises(CheckpointError, match="is not a PyTorch model file"):
         load_model(out / "junk.pt", cfg)
 
 
@@ -218,7 +227,20 @@ def test_dis_classifiers_take_several_updates_on_a_feature_memory(trained, shard
     assert seen[-1][2] == 2 * data.batch_size  # the dis-classifiers train on both steps' clips
 
 
-def test_atomic_checkpoint_write(tmp_path):
+def test_atomic_checkpoint_write(tmp_path, monkeypatch):
+    """A write that dies half-way (kill, full disk) leaves the previous checkpoint whole and no temp file."""
     save_checkpoint(tmp_path / "c.pt", {"w": torch.ones(2)})
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+    real_save = torch.save
+
+    def dies_half_way(obj, f, *a, **k):
+        real_save(obj, f, *a, **k)
+        with open(f, "r+b") as fh:
+            fh.truncate(40)  # what a kill mid-write leaves
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("davs.checkpoint.torch.save", dies_half_way)
+    with pytest.raises(OSError):
+        save_checkpoint(tmp_path / "c.pt", {"w": torch.zeros(2)})
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
     assert torch.equal(load_checkpoint(tmp_path / "c.pt")["w"], torch.ones(2))
