@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from davs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from davs.models import build
 from davs.training.loop import LoopConfig
 from davs.training.stages import load_model, model_config_for, run_disent, run_joint
 from davs.training.tasks import DisentTask, DisentWeights, JointTask, JointWeights
@@ -44,14 +43,26 @@ def test_disent_starts_from_joint_encoders(trained):
     for k, v in d["Ep"].items():
         assert torch.equal(v, g["Ep"][k])
     assert any(not torch.equal(v, d["Ev_w"][k]) for k, v in j["Ev_w"].items())  # disent trained them further
-    # ... starting from joint's weights: a few small steps away from them, not a fresh init's distance
-    cfg = trained[1]
+
+
+def test_disent_loads_the_encoders_it_is_given(trained, shards, tmp_path):
+    """Mark joint's encoders (+0.5 on every weight), train disent one step from the marked file: its encoders
+    are the marked ones (a fresh or seeded init, which a few tiny joint steps barely leave, would not be)."""
+    from davs.checkpoint import save_checkpoint
+
+    out, cfg, *_ = trained
+    ck = load_model(out / "joint.pt")
     for name in ("Ev_w", "Ea_w", "Ep"):
-        fresh = build(cfg, (name,))[name].state_dict()
-        keys = [k for k, v in j[name].items() if v.is_floating_point() and "running" not in k]
-        moved = sum(float((d[name][k] - j[name][k]).norm()) for k in keys)
-        random = sum(float((fresh[k] - j[name][k]).norm()) for k in keys)
-        assert moved < 0.2 * random, (name, moved, random)
+        ck["nets"][name] = {k: v + 0.5 if v.is_floating_point() and "running" not in k else v
+                            for k, v in ck["nets"][name].items()}
+    save_checkpoint(tmp_path / "marked.pt", ck)
+    run_disent(_data(shards), cfg, LoopConfig(steps=1, log_every=1, val_every=100, ckpt_every=100),
+               DisentWeights(lr=1e-6), tmp_path / "marked.pt", tmp_path / "disent.pt", CPU)
+    d = load_model(tmp_path / "disent.pt")["nets"]
+    for name in ("Ev_w", "Ea_w", "Ep"):
+        keys = [k for k, v in d[name].items() if v.is_floating_point() and "running" not in k]
+        to_marked = max(float((d[name][k] - ck["nets"][name][k]).abs().max()) for k in keys)
+        assert to_marked < 0.05, (name, to_marked)  # 0.5 away had it not loaded them
 
 
 def test_model_mismatch_is_a_clear_error(trained):
