@@ -2,7 +2,8 @@
 
     python -m pipeline.seeds --seeds 0 1 2          # -> reports/seeds.json, and the table printed
 
-Each seed is ``dvc exp run --temp -S seed=N`` (a temporary copy of the workspace sharing the DVC cache, so
+The seed of the committed workspace run is read from ``reports/metrics.json`` when ``dvc.lock``, ``reports/``
+and ``params.yaml`` are as committed; every other seed is ``dvc exp run --temp -S seed=N`` (a temporary copy of the workspace sharing the DVC cache, so
 stages that do not depend on ``seed`` (synth, ingestion, the judges) are restored, not rerun); the
 workspace and its ``reports/`` are left untouched. A seed run before with the same
 code and params is restored from DVC's run cache instead of retrained. Metrics are read back with
@@ -58,6 +59,18 @@ def _find_metrics(node: Any, name: str) -> dict[str, float] | None:
     return None
 
 
+def _workspace_run() -> tuple[int, dict[str, float]] | None:
+    """(seed, metrics) of the workspace when its results are the committed ones (nothing to rerun)."""
+    import yaml
+
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "dvc.lock", "reports", "params.yaml"], cwd=REPO,
+                           capture_output=True, text=True).stdout.strip()
+    if dirty:
+        return None
+    seed = yaml.safe_load((REPO / "params.yaml").read_text())["seed"]
+    return int(seed), json.loads((REPO / METRICS).read_text())
+
+
 def summarise(runs: dict[int, dict[str, float]]) -> dict[str, Any]:
     """Per metric: mean, sample std (n-1) and the per-seed values."""
     keys = sorted(set.intersection(*(set(m) for m in runs.values())))
@@ -90,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.seeds) < 2:
         ap.error("variance needs at least two seeds")
     runs = {}
+    here = _workspace_run()
     for s in args.seeds:
+        if here is not None and here[0] == s:
+            log.info("seed %d: the committed workspace run (dvc.lock, reports/ and params.yaml as committed)", s)
+            runs[s] = here[1]
+            continue
         name = f"seed-{s}"
         log.info("seed %d: dvc exp run --temp -S seed=%d", s, s)
         if name in _dvc(["exp", "list", "--name-only"], capture=True).split():
