@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -44,12 +43,12 @@ def synth(p: Params) -> dict:
     from davs.resources import lrw_words
     from davs.synth.corpus import CorpusSpec, generate
 
-    out = Path(p.data.corpus_dir)
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    out = Path(p.data.corpus_dir)  # replaced whole when complete, never emptied first (a kill keeps the old one)
     if p.data.lrw_root and p.data.msceleb_tsv:
-        (out / "SKIPPED").write_text("data.lrw_root and data.msceleb_tsv point at real data\n")
+        from davs.files import staged_dir
+
+        with staged_dir(out) as stage:
+            (stage / "SKIPPED").write_text("data.lrw_root and data.msceleb_tsv point at real data\n")
         log.info("synth skipped: real data paths are set")
         return {}
     s = p.synth

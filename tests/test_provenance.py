@@ -139,10 +139,12 @@ def test_repro_check_tells_stale_code_from_machine_drift():
     assert R.code_and_params(_lock(), _lock(params={"lr": 2})) == ["stage train: params differ from the committed lock"]
     assert R.output_hashes(_lock(), _lock(out_md5="other")) == ["output models/m.pt differs"]
     assert R.output_hashes(_lock(), _lock()) == []
-    seeds = {"metrics": {"acc": {"std": 0.05}, "tight": {"std": 0.0}}}
-    fails, rows = R.within_seed_spread({"acc": 0.8, "tight": 0.5}, {"acc": 0.95, "tight": 0.505}, seeds)
-    assert fails == [] and len(rows) == 2  # 0.15 < 4 std; 0.005 < the 0.02 floor
-    fails, _ = R.within_seed_spread({"acc": 0.8, "tight": 0.5}, {"acc": 0.5, "tight": 0.6}, seeds)
+    seeds = {"metrics": {"acc": {"std": 0.05}, "tight": {"std": 0.001}, "fixed": {"std": 0.0}}}
+    old = {"acc": 0.8, "tight": 0.5, "fixed": 0.3}
+    fails, rows = R.within_seed_spread(old, {"acc": 0.95, "tight": 0.505, "fixed": 0.9}, seeds)
+    assert fails == [] and len(rows) == 3  # 0.15 < 4 std; 0.005 < the 0.02 floor; std 0: not compared
+    assert sum("not compared" in r for r in rows) == 1
+    fails, _ = R.within_seed_spread(old, {"acc": 0.5, "tight": 0.6, "fixed": 0.3}, seeds)
     assert len(fails) == 2
 
 

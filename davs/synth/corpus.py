@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from davs.files import atomic_path
+from davs.files import atomic_path, staged_dir
 from davs.media import write_mp4
 from davs.parallel import process_pool
 from davs.synth.espeak import Voice, synthesize
@@ -240,8 +240,15 @@ def _run_celeb(args: tuple[int, CorpusSpec]) -> list[str]:
 
 
 def generate(out: str | os.PathLike, vocab: list[str], spec: CorpusSpec) -> dict:
-    """Write the corpus under ``out``: ``lipread_mp4/`` and ``msceleb/FaceImageCroppedWithAlignment.tsv``."""
-    out = Path(out)
+    """Write the corpus under ``out``: ``lipread_mp4/`` and ``msceleb/FaceImageCroppedWithAlignment.tsv``.
+
+    It is built in a hidden staging directory and replaces ``out`` whole when complete
+    (:func:`davs.files.staged_dir`): a killed run leaves the previous corpus, never half of a new one."""
+    with staged_dir(out) as stage:
+        return _generate(stage, vocab, spec)
+
+
+def _generate(out: Path, vocab: list[str], spec: CorpusSpec) -> dict:
     lrw = out / "lipread_mp4"
     words = choose_words(vocab, spec)
     jobs = clip_jobs(lrw, words, spec)
