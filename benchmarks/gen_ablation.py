@@ -22,12 +22,15 @@ from pathlib import Path
 import torch
 import yaml
 
-from davs.training import stages as S
+from davs.checkpoint import load_model
+from davs.data.spec import eval_loaders
+from davs.models import load_nets
+from davs.training.runners import run_gen
 from pipeline import paths
 from pipeline.evaluate import _grid as grid
 from pipeline.evaluate import evaluate_generator
 from pipeline.params import load_params
-from pipeline.stages import data_spec, gen_weights, loop_config, model_config
+from pipeline.stages import data_spec, gen_hparams, loop_config, model_config
 
 # name -> gen-param overrides, applied on top of the paper-style baseline: L1 + temporal GAN only, 300 steps
 # (the rows of reports/gen_ablation.md, in order)
@@ -57,19 +60,17 @@ def slug(name: str) -> str:
 
 
 def run_row(p, name: str, overrides: dict, work: Path, dev: torch.device, figures: Path) -> dict:  # noqa: ANN001
-    from davs import evaluation as E
-
     g = p.gen.model_copy(update={**BASE, **overrides})
     p = p.model_copy(update={"gen": g})
     cfg, data = model_config(p), data_spec(p, "gen")
     loop = loop_config(p, "gen")
     loop = type(loop)(**{**loop.__dict__, "checkpoint": str(work / "last.pt"), "val_every": g.steps + 1})
     t0 = time.perf_counter()
-    S.run_gen(data, cfg, loop, gen_weights(p), paths.model_file("disent"), work / "gen.pt", dev)
+    run_gen(data, cfg, loop, gen_hparams(p), paths.model_file("disent"), work / "gen.pt", dev)
     seconds = time.perf_counter() - t0
-    ck = {s: S.load_model(f, cfg, dev) for s, f in (("disent", paths.model_file("disent")), ("gen", work / "gen.pt"))}
-    nets = E.load_nets({**ck["disent"]["nets"], "G": ck["gen"]["nets"]["G"]}, cfg, dev)
-    test = S.eval_loaders(data_spec(p, "joint"), cfg.window, "test", ("lrw",))
+    ck = {s: load_model(f, cfg.to_dict(), dev) for s, f in (("disent", paths.model_file("disent")), ("gen", work / "gen.pt"))}
+    nets = load_nets(ck["disent"], None, dev) | load_nets(ck["gen"], ("G",), dev)
+    test = eval_loaders(data_spec(p, "joint"), cfg.window, "test", ("lrw",))
     m, gen = evaluate_generator(p, nets, test["lrw"], dev)
     grid(gen, p.eval.grid_rows, figures / f"{slug(name)}.png")
     return {"overrides": overrides, "gen_seconds": round(seconds, 1), **{k: round(v, 4) for k, v in m.items()}}

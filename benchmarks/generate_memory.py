@@ -52,6 +52,16 @@ def _photo(path: Path, size: int) -> tuple[int, int]:
     return w, h
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--checkpoint", default="models/gen.pt")
@@ -71,14 +81,18 @@ def main() -> None:
                 _speech(audio, secs)
             out = d / "out.mp4"
             t0 = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "generate", "--face", str(photo),
-                                     "--audio", str(audio), "--out", str(out), "--checkpoint", args.checkpoint,
-                                     "--batch-size", str(args.batch_size), "--device", "cpu"], cwd=ROOT,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-            _, status, usage = os.wait4(proc.pid, 0)
-            stdout = proc.stdout.read().decode()
+            # Output to files, not pipes: a long run's progress lines would fill a pipe nobody reads yet.
+            with open(d / "stdout", "w+") as so, open(d / "stderr", "w+") as se:
+                proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "generate", "--face", str(photo),
+                                         "--audio", str(audio), "--out", str(out), "--checkpoint", args.checkpoint,
+                                         "--batch-size", str(args.batch_size), "--device", "cpu"], cwd=ROOT,
+                                        stdout=so, stderr=se)
+                _, status, usage = os.wait4(proc.pid, 0)
+                so.seek(0)
+                se.seek(0)
+                stdout, stderr = so.read(), se.read()
             if os.waitstatus_to_exitcode(status) != 0:
-                raise SystemExit(f"generate failed: {proc.stderr.read().decode()[-2000:]}")
+                raise SystemExit(f"generate failed: {stderr[-2000:]}")
             row = {"photo": f"{w}x{h}", "seconds": secs, "frames": json.loads(stdout)["frames"],
                    "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "wall_s": round(time.perf_counter() - t0, 1)}
             print(row, flush=True)
@@ -86,8 +100,9 @@ def main() -> None:
     base = min(r["peak_rss_mb"] for r in rows)
     for r in rows:
         r["peak_vs_smallest"] = round(r["peak_rss_mb"] / base, 3)
-    res = {"rows": rows, "batch_size": args.batch_size, "cpus": os.cpu_count(), "machine": platform.machine(),
-           "note": "one run each; peak RSS of the davs generate process (wait4 ru_maxrss)"}
+    res = {"rows": rows, "batch_size": args.batch_size, "cpus": os.cpu_count(),
+           "machine": f"{platform.machine()} {_cpu_name()}", "checkpoint": args.checkpoint,
+           "note": "one run each; peak RSS of the davs generate process (wait4 ru_maxrss, MiB)"}
     path = ROOT / args.out
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(res, indent=1) + "\n")

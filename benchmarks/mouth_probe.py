@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from sklearn.linear_model import Ridge
 
-from davs.evaluation import load_nets
+from davs.checkpoint import load_model
+from davs.data.spec import eval_loaders
+from davs.models import load_nets
 from davs.models.video_word_encoder import roi_slices
-from davs.training.stages import eval_loaders, load_model
-from davs.training.tasks import to_images
+from davs.tensors import to_images
 from pipeline.params import load_params
 from pipeline.stages import data_spec, model_config
 
@@ -51,7 +52,7 @@ def main() -> None:
     data = data_spec(p, "gen")
     results = {}
     for path in args.model or ["models/joint.pt"]:
-        nets = load_nets(load_model(path)["nets"], cfg, torch.device("cpu"))
+        nets = load_nets(load_model(path), None, torch.device("cpu"))
         fit = collect(nets, eval_loaders(data, cfg.window, "val", ("lrw",))["lrw"](), rows, cols)
         ev = collect(nets, eval_loaders(data, cfg.window, "test", ("lrw",))["lrw"](), rows, cols)
         res = {}

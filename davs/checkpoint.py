@@ -68,3 +68,17 @@ def check_config(ckpt: dict[str, Any], expected: dict[str, Any], path: str | os.
     if diff:
         detail = ", ".join(f"{k}: checkpoint {a!r} vs configured {b!r}" for k, (a, b) in sorted(diff.items()))
         raise CheckpointError(f"{path} does not match the configured model ({detail})")
+
+
+def load_model(path: str | os.PathLike, config: Any = None, device: str | torch.device = "cpu",
+               fields: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """A stage's model file ``{"model_config", "stage", "nets": {component: state_dict}, ...}``; with
+    ``config`` (a :class:`~davs.models.DAVSConfig`, or one as a dict), fail clearly if it was trained with another one (comparing only
+    ``fields`` when given)."""
+    ck = load_checkpoint(path, map_location=device)
+    if not isinstance(ck, dict) or not isinstance(ck.get("nets"), dict) or not isinstance(ck.get("model_config"), dict):
+        raise CheckpointError(f"checkpoint {path} is not a davs model file (no model_config / nets): "
+                              "use a file from models/")
+    if config is not None:
+        check_config(ck, config.to_dict() if hasattr(config, "to_dict") else dict(config), path, fields)
+    return ck

@@ -25,18 +25,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from davs.models import DAVSConfig, build
-from davs.training.tasks import generate_frames, masked_mean, to_images
+from davs.models import generate_frames
+from davs.tensors import box_slices, masked_mean, to_images, to_uint8
 
 log = logging.getLogger(__name__)
-
-
-def load_nets(state: dict[str, dict[str, torch.Tensor]], cfg: DAVSConfig, device: torch.device) -> dict[str, torch.nn.Module]:
-    nets = build(cfg, tuple(state))
-    for k, m in nets.items():
-        m.load_state_dict(state[k])
-        m.to(device).eval()
-    return nets
 
 
 @torch.no_grad()
@@ -125,13 +117,14 @@ def leakage(fit: dict[str, np.ndarray], ev: dict[str, np.ndarray], celeb_fit: di
 
 
 def _u8(x: torch.Tensor) -> np.ndarray:
-    """(..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().movedim(-3, -1).cpu().numpy()
+    """(..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8 on the host."""
+    return to_uint8(x).cpu().numpy()
 
 
 def _box(img: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-    h, w = img.shape[-3:-1]
-    return img[..., int(box[0] * h) : int(box[2] * h), int(box[1] * w) : int(box[3] * w), :]
+    """(..., H, W, 3) -> the relative box's pixels (..., h, w, 3)."""
+    rows, cols = box_slices(*img.shape[-3:-1], box)
+    return img[..., rows, cols, :]
 
 
 def ssim_frames(pred: np.ndarray, gt: np.ndarray, win: int = 7, data_range: float = 255.0) -> np.ndarray:
@@ -213,12 +206,6 @@ def generate_from(nets: dict, batches: Any, device: torch.device, ref_index: dic
         ref = frames[torch.arange(len(frames), device=device), idx]  # (B, 3, H, W)
         out.append(_u8(generate_frames(nets["Ep"], nets["G"], ref, nets["Ea_w"](mfcc))))
     return np.concatenate(out)
-
-
-@torch.no_grad()
-def drive(nets: dict, ref: torch.Tensor, words: torch.Tensor) -> torch.Tensor:
-    """One face says the given words: ref (3, H, W) in [-1, 1], words (T, D) -> (T, 3, H, W)."""
-    return generate_frames(nets["Ep"], nets["G"], ref[None], words[None])[0]
 
 
 def majority_rate(y: np.ndarray) -> float:

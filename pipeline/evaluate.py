@@ -29,7 +29,9 @@ def _round(d: dict) -> dict:
 
 def evaluate(p: Params, device: str = "auto") -> dict:
     from davs import evaluation as E
-    from davs.training.stages import eval_loaders, load_model
+    from davs.checkpoint import load_model
+    from davs.data.spec import eval_loaders
+    from davs.models import load_nets
 
     torch.manual_seed(p.seed)
     dev = resolve_device(device)
@@ -37,9 +39,10 @@ def evaluate(p: Params, device: str = "auto") -> dict:
     data = data_spec(p, "joint")
     data = type(data)(**{**data.__dict__, "batch_size": p.eval.batch_size, "id_batch_size": p.eval.batch_size})
     enc = cfg.ENCODER_FIELDS
-    ck = {s: load_model(paths.model_file(s), cfg, dev, None if s == "gen" else enc) for s in ("joint", "disent", "gen")}
-    nets = E.load_nets({**ck["disent"]["nets"], **{k: v for k, v in ck["gen"]["nets"].items() if k in ("G",)}}, cfg, dev)
-    joint = E.load_nets(ck["joint"]["nets"], cfg, dev)
+    ck = {s: load_model(paths.model_file(s), cfg.to_dict(), dev, None if s == "gen" else enc)
+          for s in ("joint", "disent", "gen")}
+    nets = load_nets(ck["disent"], None, dev) | load_nets(ck["gen"], ("G",), dev)  # disent's encoders, gen's G
+    joint = load_nets(ck["joint"], None, dev)
     test = eval_loaders(data, cfg.window, "test", ("lrw", "celeb"))
     val = eval_loaders(data, cfg.window, "val", ("lrw", "celeb"))
     words = json.loads((paths.lrw_shards(p) / "vocab.json").read_text())["words"]
@@ -95,7 +98,7 @@ def evaluate(p: Params, device: str = "auto") -> dict:
             pd.DataFrame({"actual": [words[i] for i in y],
                           "predicted": [words[i] for i in logits.argmax(1)]}).to_csv(tmp, index=False)
     _grid(gen, p.eval.grid_rows, REPORTS / "figures" / "grid.png")
-    _samples(p, nets, gen, feats, dev)
+    _samples(p, ck["gen"], gen, feats, dev)
     log.info("metrics: %s", json.dumps(m))
     return m
 
@@ -165,21 +168,24 @@ def _grid(gen, rows: int, out: Path) -> None:  # noqa: ANN001
         img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(tmp, format="PNG")
 
 
-def _samples(p: Params, nets, gen, feats, dev) -> None:  # noqa: ANN001
+def _samples(p: Params, model: dict, gen, feats, dev) -> None:  # noqa: ANN001
     """Cross-identity mp4s: the target's face says the driver's audio / mimics the driver's lips."""
     with staged_dir(REPORTS / "samples") as out:  # a killed run leaves the previous samples, whole
-        _write_samples(p, nets, gen, feats, dev, out)
+        _write_samples(p, model, gen, feats, dev, out)
 
 
-def _write_samples(p: Params, nets, gen, feats, dev, out: Path) -> None:  # noqa: ANN001
-    from davs import evaluation as E
-    from davs.data.features import align_audio, mfcc_windows
+def _write_samples(p: Params, model: dict, gen, feats, dev, out: Path) -> None:  # noqa: ANN001
+    """Made as ``davs generate`` makes them (:class:`davs.inference.Talker`, the driver's whole clip as
+    context), on the test clips' aligned crops."""
+    from davs.data.features import align_audio
+    from davs.data.lrw import clip_path
+    from davs.inference import Talker
     from davs.media import read_audio, write_mp4
-    from davs.training.tasks import to_images
 
     n = len(gen.keys)
     if not p.eval.num_samples or n < 2:
         return
+    talker = Talker.from_model(model, dev)
     root = paths.lrw_root(p)
     off, t = p.data.frame_offset, gen.gt.shape[1]
     spk, lab = feats["speaker"], feats["label"]
@@ -187,22 +193,12 @@ def _write_samples(p: Params, nets, gen, feats, dev, out: Path) -> None:  # noqa
         i = (s * 7) % n
         others = [(i + d) % n for d in range(1, n)]  # another speaker saying another word, if there is one
         j = next((k for k in others if lab[k] != lab[i] and (spk[k] != spk[i] or spk[i] < 0)), others[0])
-        audio = align_audio(read_audio(_source(gen.keys[j], root)), 29)
-        seg = audio[off * 640 : (off + t) * 640]
-        mfcc = torch.from_numpy(mfcc_windows(audio, len(audio) // 640, 25.0, p.data.mfcc_frames, p.data.mfcc_coeffs)[off : off + t]).to(dev)
-        with torch.no_grad():
-            ref = to_images(torch.from_numpy(gen.ref[i]).to(dev))
-            a = nets["Ea_w"](mfcc[None])[0]
-            v = nets["Ev_w"](to_images(torch.from_numpy(gen.gt[j]).to(dev))[None])[0]
-            fa = E._u8(E.drive(nets, ref, a))
-            fv = E._u8(E.drive(nets, ref, v))
+        audio = align_audio(read_audio(root / clip_path(gen.keys[j])), 29)
+        a = talker.audio_words(audio, len(audio) // 640)[off : off + t]  # (T, D): the clip's frames, in context
+        v = talker.video_words(gen.gt[j])  # (T, D)
+        fa, fv = talker.animate(gen.ref[i], a), talker.animate(gen.ref[i], v)
         panel = np.concatenate([np.repeat(gen.ref[i][None], t, 0), gen.gt[j], fa, fv], 2)  # (T, H, 4W, 3)
         scale = max(1, 128 // panel.shape[1])
         panel = panel.repeat(scale, 1).repeat(scale, 2)
+        seg = audio[off * 640 : (off + t) * 640]
         write_mp4(out / f"sample_{s:02d}_{gen.keys[i]}_says_{gen.keys[j]}.mp4", panel, fps=25, audio=seg)
-
-
-def _source(key: str, root: Path) -> Path:
-    """The LRW clip a shard key came from (keys are ``<WORD>_<split>_<NNNNN>``)."""
-    word, split, idx = key.rsplit("_", 2)
-    return root / word / split / f"{word}_{idx}.mp4"

@@ -17,7 +17,7 @@ from pipeline import paths
 from pipeline.params import Params
 
 if TYPE_CHECKING:
-    from davs.training.tasks import GenWeights
+    from davs.training.tasks import GenHParams
 
 log = logging.getLogger("davs")
 
@@ -41,7 +41,7 @@ def sources(p: Params) -> dict:
 def synth(p: Params) -> dict:
     """Generate the embedded corpus (skipped when both real dataset paths are set)."""
     from davs.resources import lrw_words
-    from davs.synth.corpus import CorpusSpec, generate
+    from davs.synth.corpus import generate
 
     out = Path(p.data.corpus_dir)  # replaced whole when complete, never emptied first (a kill keeps the old one)
     if p.data.lrw_root and p.data.msceleb_tsv:
@@ -51,14 +51,19 @@ def synth(p: Params) -> dict:
             (stage / "SKIPPED").write_text("data.lrw_root and data.msceleb_tsv point at real data\n")
         log.info("synth skipped: real data paths are set")
         return {}
+    return generate(out, lrw_words(), corpus_spec(p))
+
+
+def corpus_spec(p: Params):  # noqa: ANN201
+    from davs.synth.corpus import CorpusSpec
+
     s = p.synth
-    spec = CorpusSpec(
+    return CorpusSpec(
         seed=s.seed, num_words=s.num_words, speakers=s.speakers, test_only_speakers=s.test_only_speakers,
         train_per_word=s.train_per_word, val_per_word=s.val_per_word, test_per_word=s.test_per_word,
         msceleb_identities=s.msceleb_identities, msceleb_images=s.msceleb_images, jitter=s.jitter,
         snr_db=tuple(s.snr_db), workers=s.workers,
     )
-    return generate(out, lrw_words(), spec)
 
 
 def ingest_lrw(p: Params) -> dict:
@@ -114,7 +119,7 @@ def judges(p: Params) -> dict:
 
 
 def data_spec(p: Params, stage: str):  # noqa: ANN201
-    from davs.training.stages import DataSpec
+    from davs.data.spec import DataSpec
 
     s = getattr(p, stage)
     return DataSpec(
@@ -125,16 +130,18 @@ def data_spec(p: Params, stage: str):  # noqa: ANN201
     )
 
 
-def model_config(p: Params):  # noqa: ANN201
-    from davs.training.stages import model_config_for
-
+def model_sizes(p: Params) -> dict:
+    """The DAVSConfig fields params.yaml sets (the class counts come from the shards)."""
     m = p.model
-    return model_config_for(
-        data_spec(p, "joint"), image_size=p.data.image_size, feat_dim=m.feat_dim, width=m.width,
-        gen_width=m.gen_width, disc_width=m.disc_width, mfcc_frames=p.data.mfcc_frames,
-        mfcc_coeffs=p.data.mfcc_coeffs, window=m.window, audio_conditioned_disc=m.audio_conditioned_disc,
-        mouth_box=tuple(p.data.mouth_box),
-    )
+    return dict(image_size=p.data.image_size, feat_dim=m.feat_dim, width=m.width, gen_width=m.gen_width,
+                disc_width=m.disc_width, mfcc_frames=p.data.mfcc_frames, mfcc_coeffs=p.data.mfcc_coeffs,
+                window=m.window, audio_conditioned_disc=m.audio_conditioned_disc, mouth_box=tuple(p.data.mouth_box))
+
+
+def model_config(p: Params):  # noqa: ANN201
+    from davs.data.spec import model_config_for
+
+    return model_config_for(data_spec(p, "joint"), **model_sizes(p))
 
 
 def loop_config(p: Params, stage: str):  # noqa: ANN201
@@ -167,20 +174,35 @@ class LiveCallback:
         self.live.end()
 
 
-def gen_weights(p: Params) -> GenWeights:
+def joint_hparams(p: Params):  # noqa: ANN201
+    from davs.training.tasks import JointHParams
+
+    j = p.joint
+    return JointHParams(lr=j.lr, contrastive=j.contrastive_weight, frame_sync=j.frame_sync_weight, margin=j.margin,
+                        domain=j.domain_weight, identity=j.identity_weight, warmup_steps=j.warmup_steps)
+
+
+def disent_hparams(p: Params):  # noqa: ANN201
+    from davs.training.tasks import DisentHParams
+
+    d = p.disent
+    return DisentHParams(lr=d.lr, dis_lr=d.dis_lr, uniform=d.uniform_weight, keep=d.keep_weight,
+                         margin=p.joint.margin, frame_sync=p.joint.frame_sync_weight, dis_steps=d.dis_steps,
+                         dis_memory=d.dis_memory)
+
+
+def gen_hparams(p: Params) -> GenHParams:
     """The gen stage's loss weights and learning rates from params."""
-    from davs.training.tasks import GenWeights
+    from davs.training.tasks import GenHParams
 
     g = p.gen
-    return GenWeights(lr=g.lr, d_lr=g.d_lr, l1=g.l1_weight, mouth=g.mouth_weight, gan=g.gan_weight,
-                      lip=g.lip_weight, mask=g.mask_weight, sync_gan=g.sync_gan_weight,
-                      mouth_box=tuple(p.data.mouth_box))
+    return GenHParams(lr=g.lr, d_lr=g.d_lr, l1=g.l1_weight, mouth=g.mouth_weight, gan=g.gan_weight,
+                      lip=g.lip_weight, mask=g.mask_weight, sync_gan=g.sync_gan_weight)
 
 
 def train(p: Params, stage: str, device: str = "auto") -> dict:
     from davs.training import distributed as D
-    from davs.training import stages as S
-    from davs.training.tasks import DisentWeights, JointWeights
+    from davs.training import runners as R
 
     rank, world, dev = D.init_distributed(device)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
@@ -190,19 +212,11 @@ def train(p: Params, stage: str, device: str = "auto") -> dict:
     cb = LiveCallback(stage) if D.is_main() else None
     try:
         if stage == "joint":
-            j = p.joint
-            w = JointWeights(lr=j.lr, contrastive=j.contrastive_weight, frame_sync=j.frame_sync_weight,
-                             margin=j.margin, domain=j.domain_weight,
-                             identity=j.identity_weight, warmup_steps=j.warmup_steps)
-            metrics = S.run_joint(data, cfg, loop, w, out, dev, cb)
+            metrics = R.run_joint(data, cfg, loop, joint_hparams(p), out, dev, cb)
         elif stage == "disent":
-            d = p.disent
-            w = DisentWeights(lr=d.lr, dis_lr=d.dis_lr, uniform=d.uniform_weight, keep=d.keep_weight,
-                              margin=p.joint.margin, frame_sync=p.joint.frame_sync_weight, dis_steps=d.dis_steps,
-                              dis_memory=d.dis_memory)
-            metrics = S.run_disent(data, cfg, loop, w, paths.model_file("joint"), out, dev, cb)
+            metrics = R.run_disent(data, cfg, loop, disent_hparams(p), paths.model_file("joint"), out, dev, cb)
         elif stage == "gen":
-            metrics = S.run_gen(data, cfg, loop, gen_weights(p), paths.model_file("disent"), out, dev, cb)
+            metrics = R.run_gen(data, cfg, loop, gen_hparams(p), paths.model_file("disent"), out, dev, cb)
         else:
             raise ValueError(f"unknown training stage {stage!r} (joint, disent, gen)")
     finally:

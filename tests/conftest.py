@@ -48,7 +48,7 @@ SIZES = dict(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, win
 
 
 def tiny_data(shards: Path, **kw):  # noqa: ANN201
-    from davs.training.stages import DataSpec
+    from davs.data.spec import DataSpec
 
     return DataSpec(str(shards / "lrw"), str(shards / "msceleb"), batch_size=4, id_batch_size=8, num_workers=0, **kw)
 
@@ -58,20 +58,21 @@ def tiny_models(shards: Path, corpus: Path, tmp_path_factory: pytest.TempPathFac
     """joint -> disent -> gen, a few steps each, on the tiny shards: (dir, cfg, metrics, logged)."""
     from dataclasses import replace
 
+    from davs.data.spec import model_config_for
     from davs.judges.data import load_clips
     from davs.judges.train import JudgeConfig, train_judges
     from davs.training.loop import LoopConfig
-    from davs.training.stages import model_config_for, run_disent, run_gen, run_joint
-    from davs.training.tasks import DisentWeights, GenWeights, JointWeights
+    from davs.training.runners import run_disent, run_gen, run_joint
+    from davs.training.tasks import DisentHParams, GenHParams, JointHParams
 
     out = tmp_path_factory.mktemp("models")
     data = tiny_data(shards)
     cfg = model_config_for(data, **SIZES)
     loop = LoopConfig(steps=6, log_every=3, val_every=6, ckpt_every=3)
     logged: list = []
-    m1 = run_joint(data, cfg, loop, JointWeights(), out / "joint.pt", CPU, lambda s, m: logged.append((s, m)))
-    m2 = run_disent(data, cfg, replace(loop), DisentWeights(), out / "joint.pt", out / "disent.pt", CPU)
-    m3 = run_gen(data, cfg, replace(loop, optimizer="adam"), GenWeights(lip=1.0, mask=0.1, sync_gan=0.1), out / "disent.pt",
+    m1 = run_joint(data, cfg, loop, JointHParams(), out / "joint.pt", CPU, lambda s, m: logged.append((s, m)))
+    m2 = run_disent(data, cfg, replace(loop), DisentHParams(), out / "joint.pt", out / "disent.pt", CPU)
+    m3 = run_gen(data, cfg, replace(loop, optimizer="adam"), GenHParams(lip=1.0, mask=0.1, sync_gan=0.1), out / "disent.pt",
                  out / "gen.pt", CPU)
     judges = JudgeConfig(image_size=32, width=8, embed_dim=16, mouth_steps=5, sync_steps=5, sync_batch=8, mouth_batch=16)
     clips = load_clips(shards / "lrw", "train", 32, judges.mouth_box, judges.margin,

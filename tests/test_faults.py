@@ -33,6 +33,20 @@ def cli(*args, cwd=ROOT, timeout=300, **kw):
                           text=True, timeout=timeout, **kw)
 
 
+def cli_in_process(capfd, *args) -> subprocess.CompletedProcess:
+    """``davs ARGS`` in this process (no interpreter start-up), with what it printed; fd-level capture also
+    catches anything a child process or a C library writes."""
+    from pipeline.cli import main
+
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        rc = main([str(a) for a in args])
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    out, err = capfd.readouterr()
+    return subprocess.CompletedProcess(list(args), rc, out, err)
+
+
 def one_line_error(r: subprocess.CompletedProcess, needle: str) -> None:
     assert r.returncode == 1, (r.returncode, r.stderr[-2000:])
     assert "Traceback" not in r.stderr, r.stderr[-3000:]
@@ -82,7 +96,7 @@ GENERATE_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(GENERATE_CASES))
-def test_generate_rejects_bad_requests_in_one_line(case, tiny_models, inputs, tmp_path):
+def test_generate_rejects_bad_requests_in_one_line(case, tiny_models, inputs, tmp_path, capfd):
     if case == "cuda_missing" and torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     args = {"--face": str(inputs / "face.png"), "--audio": str(inputs / "speech.mp4"),
@@ -90,7 +104,7 @@ def test_generate_rejects_bad_requests_in_one_line(case, tiny_models, inputs, tm
     change, needle = GENERATE_CASES[case]
     args |= {k: v.format(tmp=tmp_path, inp=inputs) for k, v in change.items()}
     t0 = time.perf_counter()
-    r = cli("generate", *[x for kv in args.items() for x in kv])
+    r = cli_in_process(capfd, "generate", *[x for kv in args.items() for x in kv])
     one_line_error(r, needle)
     assert "weights_only=False" not in r.stderr and "file an issue" not in r.stderr
     assert "pwned" not in r.stdout + r.stderr
@@ -317,6 +331,20 @@ def test_sigterm_during_ingestion_cleans_up(corpus, tmp_path):
     _, alive = psutil.wait_procs(kids, timeout=10)
     assert not alive
     assert not out.exists() and not list(tmp_path.glob(".shards*"))
+
+
+def test_sigterm_after_the_work_exits_quietly(tmp_path):
+    """A SIGTERM that lands once the command is done (here: inside a library's atexit hook, as torch's
+    compile-time dump was when CI caught it) exits 143 without a traceback; raising there would print one."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    code = ("import atexit, os, signal, sys, time; from pipeline.cli import main;"
+            "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(5), print('not killed')));"
+            f"sys.exit(main(['--params', {str(ROOT / 'params.yaml')!r}, 'check-params']))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 143, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr and "not killed" not in r.stdout, r.stderr[-2000:]
+    assert '"data"' in r.stdout  # the command's own output was flushed before the exit
 
 
 def _limit_file_size(limit: int):

@@ -236,3 +236,68 @@ def test_parse_duration(tmp_path):
     f.write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(BadSample):
         parse_duration(f)
+
+
+def _celeb_rows(corpus: Path) -> list[list[str]]:
+    return [ln.split("\t") for ln in (corpus / "msceleb" / "FaceImageCroppedWithAlignment.tsv").read_text().splitlines()]
+
+
+def _celeb_images(out: Path) -> dict[str, list[bytes]]:
+    """split -> the JPEG payloads of its shards, in order."""
+    got: dict[str, list[bytes]] = {}
+    for tar in sorted(out.glob("*.tar")):
+        with tarfile.open(tar) as tf:
+            got.setdefault(tar.name.split("-")[0], []).extend(
+                tf.extractfile(m).read() for m in tf if m.name.endswith(".jpg"))
+    return got
+
+
+def test_low_shot_tsv_and_recordio_ingest_like_the_aligned_tsv(corpus, tmp_path):
+    """The README's other MS-Celeb layouts: the 5-column low-shot ``TrainData_Base.tsv`` (ImageID, FaceData,
+    MID, rank, URL) and MS1MV2-style RecordIO give the same identities, splits and faces as the 7-column
+    aligned TSV they were written from."""
+    rows = _celeb_rows(corpus)
+    base = tmp_path / "TrainData_Base.tsv"
+    base.write_text("".join(f"img{i}\t{r[6]}\t{r[0]}\t{r[1]}\thttp://x/{i}\n" for i, r in enumerate(rows)))
+    mids = sorted({r[0] for r in rows})
+    write_recordio(tmp_path / "train.rec", [(mids.index(r[0]), base64.b64decode(r[6])) for r in rows])
+    ref = ingest_msceleb(corpus / "msceleb" / "FaceImageCroppedWithAlignment.tsv", tmp_path / "ref",
+                         tmp_path / "ref.json", CELEB_CFG)
+    for name, src in (("base", base), ("rec", tmp_path / "train.rec")):
+        got = ingest_msceleb(src, tmp_path / name, tmp_path / f"{name}.json", CELEB_CFG)
+        assert got["samples"] == ref["samples"] and got["identities"] == ref["identities"] == len(mids), name
+        assert json.loads((tmp_path / name / "summary.json").read_text())["samples"]["train"] > 0
+    ref_imgs, base_imgs = _celeb_images(tmp_path / "ref"), _celeb_images(tmp_path / "base")
+    assert ref_imgs == base_imgs  # the same faces, cropped the same way, in the same splits
+
+
+def test_npy_frame_format_stores_the_exact_frames(corpus, shards, tmp_path):
+    """``ingest.frame_format: npy`` keeps the reader's frames bit for bit (jpg is lossy); the loader reads both."""
+    from dataclasses import replace
+
+    out = tmp_path / "npy"
+    ingest_lrw(corpus / "lipread_mp4", out, tmp_path / "dq.json", replace(LRW_CFG, frame_format="npy"), lrw_words())
+    refs = {r.key: r for r in list_clips(corpus / "lipread_mp4") if r.split == "val"}
+    loader, _ = make_loader(str(out / "val-*.tar"), LRWDecode(25, 2, 5, 0, None, False), batch_size=len(refs),
+                            train=False, num_samples=len(refs))
+    (b,) = list(loader)
+    for i, key in enumerate(b["key"]):
+        clip = read_clip(refs[key], LRW_CFG.crop_box, LRW_CFG.image_size)
+        np.testing.assert_array_equal(b["frames"][i].numpy(), clip.frames[2:27])
+    with tarfile.open(sorted(out.glob("val-*.tar"))[0]) as tf:
+        assert any(m.name.endswith(".frames.npy") for m in tf) and not any(m.name.endswith(".jpgs") for m in tf)
+
+
+def test_synth_writes_only_a_marker_when_real_data_is_set(tmp_path):
+    """With both real dataset paths set, the synth stage writes a ``SKIPPED`` marker and no corpus."""
+    from pipeline.params import load_params
+    from pipeline.stages import synth
+
+    from .conftest import ROOT
+
+    p = load_params(ROOT / "params.yaml")
+    p = p.model_copy(update={"data": p.data.model_copy(update={
+        "lrw_root": str(tmp_path / "lipread_mp4"), "msceleb_tsv": str(tmp_path / "x.tsv"),
+        "corpus_dir": str(tmp_path / "corpus")})})
+    assert synth(p) == {}
+    assert [f.name for f in (tmp_path / "corpus").iterdir()] == ["SKIPPED"]

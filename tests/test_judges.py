@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from davs.judges.data import clip_path, load_clips
+from davs.data.lrw import clip_path
+from davs.judges.data import load_clips
 from davs.judges.scores import judge_videos, lse, mouth_scores, offset_distances, to_float
 from davs.judges.train import JudgeConfig, load_judges, train_judges
 from davs.models.video_word_encoder import roi_slices

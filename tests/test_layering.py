@@ -39,3 +39,23 @@ def test_importing_every_davs_module_loads_none_of_them():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr + r.stdout
+
+
+JUDGED = ["davs.evaluation", "davs.inference", "davs.judges.scores", "davs.judges.train", "pipeline.evaluate:evaluate",
+          "pipeline.generate:run"]
+
+
+def test_evaluation_and_inference_never_import_training():
+    """What judges or uses a model (evaluation, the judges, ``davs generate``) shares no code with the trainer,
+    so a change in training can never change how its results are measured; checked on the static import
+    closure (function-level imports included) and at run time."""
+    from davs.provenance import import_closure
+
+    for entry in JUDGED:
+        bad = [str(f) for f in import_closure([entry]) if f.parts[:2] == ("davs", "training")]
+        assert not bad, f"{entry} imports training code: {bad}"
+    code = ("import sys, davs.evaluation, davs.inference, davs.judges.scores, davs.judges.train, pipeline.evaluate\n"
+            "bad = [m for m in sys.modules if m.startswith('davs.training')]\n"
+            "assert not bad, bad\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr + r.stdout

@@ -1,5 +1,7 @@
 """Every DAVS component: shapes at the CPU default and at the paper's size, and gradient flow."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -18,6 +20,8 @@ def _inputs(cfg: DAVSConfig, b: int = 2, t: int = 6):
 @pytest.mark.parametrize("cfg", [SMALL, DAVSConfig(num_words=20, num_ids=40)], ids=["tiny", "default"])
 def test_component_shapes(cfg):
     m = build(cfg)
+    # a component added to build() must be added here (and to the gradient test below)
+    assert set(m) == {"Ev_w", "Ea_w", "Ep", "Cw", "Cp", "D_domain", "Cw_p", "Cp_w", "Cs_w", "G", "D_temporal"}
     frames, mfcc = _inputs(cfg)
     b, t = frames.shape[:2]
     v, a = m["Ev_w"](frames), m["Ea_w"](mfcc)
@@ -148,3 +152,50 @@ def test_mouth_head_sees_only_the_mouth_cells_and_the_audio_order():
     low[..., 24:, 10:22] = torch.randn_like(low[..., 24:, 10:22])  # inside the mouth box
     assert not torch.allclose(d(low, audio, True)[1], m0)
     assert not torch.allclose(d(clip, audio.flip(1), True)[1], m0)
+
+
+def _stage_batch(cfg: DAVSConfig, b: int, t: int, ids: int) -> dict:
+    """A batch as the loaders yield it (davs/data/loader.py), random content."""
+    g = torch.Generator().manual_seed(0)
+    s = cfg.image_size
+    lrw = {"frames": torch.randint(0, 256, (b, t, s, s, 3), dtype=torch.uint8, generator=g),
+           "mfcc": torch.randn(b, t, cfg.mfcc_frames, cfg.mfcc_coeffs, generator=g),
+           "mask": torch.ones(b, t, dtype=torch.bool), "label": torch.arange(b) % cfg.num_words,
+           "speaker": torch.arange(b) % max(1, cfg.num_speakers), "ref": torch.zeros(b, dtype=torch.long),
+           "start": torch.zeros(b, dtype=torch.long)}
+    celeb = {"image": torch.randint(0, 256, (ids, s, s, 3), dtype=torch.uint8, generator=g),
+             "label": torch.arange(ids) % cfg.num_ids}
+    return {"lrw": lrw, "celeb": celeb}
+
+
+@pytest.mark.parametrize("stage", ["joint", "disent", "gen"])
+def test_davs_size_stage_trains_a_step_on_cpu(stage):
+    """The paper-size preset (256x256, feat 256, width 64) runs one optimiser step of every phase of every
+    stage, through the same loop code the pipeline uses: the preset can never silently break."""
+    from davs.training.loop import LoopConfig, check_weights_used, make_optimizers, weighted_total
+    from davs.training.tasks import DisentTask, GenTask, JointTask
+
+    torch.manual_seed(0)
+    cfg = replace(DAVSConfig.davs_size(num_words=4, num_ids=3), num_speakers=2)
+    task = {"joint": JointTask, "disent": DisentTask, "gen": GenTask}[stage](cfg)
+    task.train()
+    opts = make_optimizers(task, LoopConfig(steps=1))
+    before = {k: v.detach().clone() for k, v in task.named_parameters()}
+    task.step = 10**6  # past any warm-up: every loss weighted
+    weights = task.loss_weights()
+    b = 1 if stage == "gen" else 2  # joint and disent need two clips (in-batch negatives)
+    task.begin_step(_stage_batch(cfg, b=b, t=cfg.window + 1, ids=2), torch.device("cpu"))
+    returned: set[str] = set()
+    for phase in task.phases:
+        opts[phase].zero_grad()
+        out = task.losses(phase)
+        total = weighted_total(task, phase, out, weights)
+        assert torch.isfinite(total), (stage, phase, out)
+        total.backward()
+        opts[phase].step()
+        returned |= set(out)
+    check_weights_used(task, weights, returned)
+    changed = {k for k, v in task.named_parameters() if not torch.equal(v, before[k])}
+    for phase in task.phases:  # every phase's networks moved
+        names = {n for n, p in task.named_parameters() if any(p is q for q in task.phase_params(phase))}
+        assert names & changed, (stage, phase)

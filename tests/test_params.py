@@ -71,3 +71,29 @@ def test_clip_geometry_matches_the_library():
     from pipeline.params import LRW_CLIP_FRAMES
 
     assert LRW_CLIP_FRAMES == LRW_FRAMES
+
+
+def test_library_defaults_are_the_committed_params():
+    """Each library config's defaults are what params.yaml sets, so code that builds one without params
+    (a notebook, a benchmark, a test) gets the pipeline's model, not another one. Fields params.yaml does not
+    own (class counts, paths, a stage's step count) are left out."""
+    from dataclasses import fields
+
+    from davs.judges.train import JudgeConfig
+    from davs.models import DAVSConfig
+    from davs.synth.corpus import CorpusSpec
+    from davs.training.tasks import DisentHParams, GenHParams, JointHParams
+    from pipeline import stages as st
+
+    p = load_params(ROOT / "params.yaml")
+    built = {
+        "DAVSConfig": (DAVSConfig(**st.model_sizes(p)), DAVSConfig()),
+        "JointHParams": (st.joint_hparams(p), JointHParams()),
+        "DisentHParams": (st.disent_hparams(p), DisentHParams()),
+        "GenHParams": (st.gen_hparams(p), GenHParams()),
+        "JudgeConfig": (st.judges_config(p), JudgeConfig()),
+        "CorpusSpec": (st.corpus_spec(p), CorpusSpec()),
+    }
+    differ = {name: {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a)
+                     if getattr(a, f.name) != getattr(b, f.name)} for name, (a, b) in built.items()}
+    assert not any(differ.values()), f"library defaults vs params.yaml (params, default): {differ}"

@@ -83,8 +83,8 @@ def test_code_and_file_hashes_follow_content(tmp_path):
     assert file_hash(a) == h and file_hash(None) == ""
     a.write_bytes(b"x" * 2_999_999 + b"y")
     assert file_hash(a) != h
-    assert code_hash(["davs.training.stages"]) == code_hash(["davs.training.stages"])
-    assert code_hash(["davs.training.stages"]) != code_hash(["davs.judges.train"])
+    assert code_hash(["davs.training.runners"]) == code_hash(["davs.training.runners"])
+    assert code_hash(["davs.training.runners"]) != code_hash(["davs.judges.train"])
 
 
 def test_cli_dispatch_covers_every_command():

@@ -6,10 +6,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from davs.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from davs.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
+from davs.data.spec import model_config_for
 from davs.training.loop import LoopConfig
-from davs.training.stages import load_model, model_config_for, run_disent, run_joint
-from davs.training.tasks import DisentTask, DisentWeights, JointTask, JointWeights
+from davs.training.runners import run_disent, run_joint
+from davs.training.tasks import DisentHParams, DisentTask, JointHParams, JointTask
 
 from .conftest import CPU, SIZES
 from .conftest import tiny_data as _data
@@ -57,7 +58,7 @@ def test_disent_loads_the_encoders_it_is_given(trained, shards, tmp_path):
                             for k, v in ck["nets"][name].items()}
     save_checkpoint(tmp_path / "marked.pt", ck)
     run_disent(_data(shards), cfg, LoopConfig(steps=1, log_every=1, val_every=100, ckpt_every=100),
-               DisentWeights(lr=1e-6), tmp_path / "marked.pt", tmp_path / "disent.pt", CPU)
+               DisentHParams(lr=1e-6), tmp_path / "marked.pt", tmp_path / "disent.pt", CPU)
     d = load_model(tmp_path / "disent.pt")["nets"]
     for name in ("Ev_w", "Ea_w", "Ep"):
         keys = [k for k, v in d[name].items() if v.is_floating_point() and "running" not in k]
@@ -82,7 +83,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(shards, tmp_path):
 
     def run(steps, ckpt, out):
         loop = LoopConfig(steps=steps, log_every=2, val_every=100, ckpt_every=2, checkpoint=str(ckpt))
-        run_joint(data, cfg, loop, JointWeights(), out, CPU)
+        run_joint(data, cfg, loop, JointHParams(), out, CPU)
         return load_model(out)["nets"]
 
     straight = run(6, tmp_path / "a" / "last.pt", tmp_path / "a.pt")
@@ -96,24 +97,24 @@ def test_resume_after_kill_matches_an_uninterrupted_run(shards, tmp_path):
     # a checkpoint written with other params is not resumed from
     other = replace(cfg, feat_dim=16)
     loop = LoopConfig(steps=2, ckpt_every=2, val_every=100, checkpoint=str(tmp_path / "b" / "last.pt"))
-    run_joint(data, other, loop, JointWeights(), tmp_path / "c.pt", CPU)
+    run_joint(data, other, loop, JointHParams(), tmp_path / "c.pt", CPU)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2
 
 
 def test_finished_run_resumes_with_metrics_and_other_code_retrains(shards, tmp_path, monkeypatch, caplog):
-    import davs.training.stages as S
+    import davs.training.runners as S
 
     data = _data(shards)
     cfg = model_config_for(data, **SIZES)
     loop = LoopConfig(steps=2, val_every=100, ckpt_every=2, checkpoint=str(tmp_path / "last.pt"))
-    first = run_joint(data, cfg, loop, JointWeights(), tmp_path / "a.pt", CPU)
+    first = run_joint(data, cfg, loop, JointHParams(), tmp_path / "a.pt", CPU)
     with caplog.at_level("INFO"):
-        again = run_joint(data, cfg, loop, JointWeights(), tmp_path / "b.pt", CPU)
+        again = run_joint(data, cfg, loop, JointHParams(), tmp_path / "b.pt", CPU)
     assert "resumed from" in caplog.text and again == first  # nothing to train, metrics still reported
     caplog.clear()
     monkeypatch.setattr(S, "code_hash", lambda entries: "edited-code")
     with caplog.at_level("INFO"):
-        run_joint(data, cfg, loop, JointWeights(), tmp_path / "c.pt", CPU)
+        run_joint(data, cfg, loop, JointHParams(), tmp_path / "c.pt", CPU)
     assert "ignoring" in caplog.text and "resumed from" not in caplog.text
 
 
@@ -131,30 +132,30 @@ def test_other_shards_or_init_weights_retrain(shards, corpus, trained, tmp_path,
     data = _data(work)
     cfg = model_config_for(data, **SIZES)
     loop = LoopConfig(steps=2, val_every=100, ckpt_every=2, checkpoint=str(tmp_path / "last.pt"))
-    run_joint(data, cfg, loop, JointWeights(), tmp_path / "a.pt", CPU)
+    run_joint(data, cfg, loop, JointHParams(), tmp_path / "a.pt", CPU)
     ingest_lrw(corpus / "lipread_mp4", work / "lrw", tmp_path / "dq.json", replace(LRW_CFG, max_clips_per_word=3),
                lrw_words())
     with caplog.at_level("INFO"):
-        run_joint(data, cfg, loop, JointWeights(), tmp_path / "b.pt", CPU)
+        run_joint(data, cfg, loop, JointHParams(), tmp_path / "b.pt", CPU)
     assert "ignoring" in caplog.text and "resumed from" not in caplog.text
 
     init = tmp_path / "joint.pt"
     shutil.copy(trained[0] / "joint.pt", init)
     dloop = replace(loop, checkpoint=str(tmp_path / "dlast.pt"))
-    run_disent(data, cfg, dloop, DisentWeights(), init, tmp_path / "d.pt", CPU)
+    run_disent(data, cfg, dloop, DisentHParams(), init, tmp_path / "d.pt", CPU)
     ck = load_checkpoint(init)
     ck["nets"]["Ev_w"] = {k: v + 1 for k, v in ck["nets"]["Ev_w"].items()}
     save_checkpoint(init, ck)
     caplog.clear()
     with caplog.at_level("INFO"):
-        run_disent(data, cfg, dloop, DisentWeights(), init, tmp_path / "d2.pt", CPU)
+        run_disent(data, cfg, dloop, DisentHParams(), init, tmp_path / "d2.pt", CPU)
     assert "ignoring" in caplog.text and "resumed from" not in caplog.text
 
 
 def test_disent_resume_carries_the_dis_classifier_memory(trained, shards, tmp_path):
     data = _data(shards)
     out, cfg, _, _ = trained
-    w = DisentWeights(dis_steps=2, dis_memory=3)
+    w = DisentHParams(dis_steps=2, dis_memory=3)
 
     def run(steps, ckpt, dst):
         loop = LoopConfig(steps=steps, log_every=2, val_every=100, ckpt_every=2, checkpoint=str(ckpt))
@@ -175,7 +176,7 @@ def test_same_seed_same_result(shards, tmp_path):
     cfg = model_config_for(data, **SIZES)
     outs = []
     for i in range(2):
-        run_joint(data, cfg, LoopConfig(steps=3, val_every=100, seed=5), JointWeights(), tmp_path / f"{i}.pt", CPU)
+        run_joint(data, cfg, LoopConfig(steps=3, val_every=100, seed=5), JointHParams(), tmp_path / f"{i}.pt", CPU)
         outs.append(load_model(tmp_path / f"{i}.pt")["nets"])
     for part in outs[0]:
         for k, v in outs[0][part].items():
@@ -187,7 +188,7 @@ def test_validation_cadence_does_not_change_training(shards, tmp_path):
     cfg = model_config_for(data, **SIZES)
     outs = []
     for i, every in enumerate((1, 100)):
-        run_joint(data, cfg, LoopConfig(steps=3, val_every=every), JointWeights(), tmp_path / f"{i}.pt", CPU)
+        run_joint(data, cfg, LoopConfig(steps=3, val_every=every), JointHParams(), tmp_path / f"{i}.pt", CPU)
         outs.append(load_model(tmp_path / f"{i}.pt")["nets"])
     for part in outs[0]:
         for k, v in outs[0][part].items():
@@ -207,14 +208,14 @@ def test_nan_guard_stops_the_run(shards, tmp_path, monkeypatch):
 
     monkeypatch.setattr(JointTask, "losses", poisoned)
     with pytest.raises(FloatingPointError, match="non-finite loss at step 0, phase main.*loss/identity"):
-        run_joint(data, cfg, LoopConfig(steps=2, val_every=100), JointWeights(), tmp_path / "x.pt", CPU)
+        run_joint(data, cfg, LoopConfig(steps=2, val_every=100), JointHParams(), tmp_path / "x.pt", CPU)
 
 
 def test_bf16_autocast_step_runs_on_cpu(shards, tmp_path):
     data = _data(shards)
     cfg = model_config_for(data, **SIZES)
     loop = LoopConfig(steps=2, val_every=100, amp=True, amp_on_cpu=True)
-    metrics = run_joint(data, cfg, loop, JointWeights(), tmp_path / "amp.pt", CPU)
+    metrics = run_joint(data, cfg, loop, JointHParams(), tmp_path / "amp.pt", CPU)
     assert all(math.isfinite(v) for v in metrics.values())
 
 
@@ -230,7 +231,7 @@ def test_dis_classifiers_take_several_updates_on_a_feature_memory(trained, shard
         return out
 
     monkeypatch.setattr(DisentTask, "losses", spy)
-    w = DisentWeights(dis_steps=3, dis_memory=2)
+    w = DisentHParams(dis_steps=3, dis_memory=2)
     out, cfg, _, _ = trained
     run_disent(data, cfg, LoopConfig(steps=3, val_every=100), w, out / "joint.pt", tmp_path / "d.pt", CPU)
     assert [s for s, _, _ in seen] == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # three dis updates per step

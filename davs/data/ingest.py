@@ -108,10 +108,28 @@ class PeakMemory:
         return {"peak_rss_main_mb": round(own, 1), "peak_rss_workers_total_mb": round(self.workers_mb, 1)}
 
 
-def _publish_summary(out: Path, summary: dict) -> None:
-    """``summary.json`` holds only what the data determines (no timings, memory or worker counts): it is
+def _publish(stage: Path, summary: dict, rows: list[dict], quality: QualityReport, report: str | os.PathLike,
+             max_bad_fraction: float, source: str | os.PathLike, refusal: str | None = None) -> None:
+    """The end of an ingestion, inside its staging directory: the data-quality report (which raises over the
+    bad-fraction threshold), a refusal when no training sample is left, then ``manifest.csv`` and
+    ``summary.json``; :func:`davs.files.staged_dir` publishes the set when the caller's block ends.
+
+    ``summary.json`` holds only what the data determines (no timings, memory or worker counts): it is
     part of the shard set's identity for DVC and for resume (davs/provenance.py)."""
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    quality.write(Path(report), max_bad_fraction)  # raises over the threshold: nothing published
+    if refusal:
+        raise IngestError(refusal)
+    if not summary["samples"].get("train"):
+        raise IngestError(f"{summary['dataset']}: no training sample left from {source} "
+                          f"(samples per split: {summary['samples']}); nothing published")
+    pd.DataFrame(rows).to_csv(stage / "manifest.csv", index=False)
+    atomic_write_text(stage / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+def _finished(what: str, summary: dict, t0: float, workers: int, mem: PeakMemory) -> dict:
+    perf = {"seconds": round(time.time() - t0, 1), "workers": workers, **mem.report()}
+    log.info("%s ingestion: %s %s", what, summary, perf)
+    return {**summary, "perf": perf}
 
 
 def _per_shard(n: int, max_samples: int, min_shards: int) -> int:
@@ -179,8 +197,7 @@ def _lrw_sample(args: tuple[ClipRef, LRWIngestConfig, dict[str, int], dict[str, 
         "mask": clip.mask.astype(int).tolist(), "num_frames": int(clip.frames.shape[0]),
         "source": f"{ref.word}/{ref.split}/{os.path.basename(ref.path)}",
     }
-    return ref, {"__key__": ref.key, **frames, "mfcc.npy": npy_bytes(clip.mfcc), "json": json_bytes(meta),
-                 "cls": str(vocab[ref.word]).encode()}
+    return ref, {"__key__": ref.key, **frames, "mfcc.npy": npy_bytes(clip.mfcc), "json": json_bytes(meta)}
 
 
 def ingest_lrw(root: str | os.PathLike, out: str | os.PathLike, report: str | os.PathLike,
@@ -209,8 +226,7 @@ def ingest_lrw(root: str | os.PathLike, out: str | os.PathLike, report: str | os
     mem = PeakMemory()
     with staged_dir(out) as stage, tqdm(total=len(refs), desc="ingest LRW", unit="clip") as bar:
         (stage / "vocab.json").write_text(json.dumps({
-            "words": words, "lrw_index": [lrw_vocab.index(w) if w in lrw_vocab else -1 for w in words],
-            "speakers": sorted(speakers),
+            "words": words, "speakers": sorted(speakers),
         }, indent=1) + "\n")
         for split in SPLITS:
             items = by_split.get(split, [])
@@ -236,19 +252,8 @@ def ingest_lrw(root: str | os.PathLike, out: str | os.PathLike, report: str | os
             "shards": {s: len(v) for s, v in shards.items()}, "frame_format": cfg.frame_format,
             "bytes": sum(os.path.getsize(p) for v in shards.values() for p in v),
         }
-        quality.write(Path(report), cfg.max_bad_fraction)  # raises over the threshold: nothing published
-        _require_train(summary, root)
-        pd.DataFrame(rows).to_csv(stage / "manifest.csv", index=False)
-        _publish_summary(stage, summary)
-    perf = {"seconds": round(time.time() - t0, 1), "workers": workers, **mem.report()}
-    log.info("LRW ingestion: %s %s", summary, perf)
-    return {**summary, "perf": perf}
-
-
-def _require_train(summary: dict, source: str | os.PathLike) -> None:
-    if not summary["samples"].get("train"):
-        raise IngestError(f"{summary['dataset']}: no training sample left from {source} "
-                          f"(samples per split: {summary['samples']}); nothing published")
+        _publish(stage, summary, rows, quality, report, cfg.max_bad_fraction, root)
+    return _finished("LRW", summary, t0, workers, mem)
 
 
 def _iter_celeb(path: Path, ncols: int = 7) -> Iterator[tuple[str, str, FaceRow | str]]:
@@ -294,8 +299,7 @@ def _celeb_sample(args: tuple[str, str | FaceRow, str, int, str, int, CelebInges
     img = cv2.resize(img, (cfg.image_size, cfg.image_size), interpolation=cv2.INTER_AREA)
     meta = {"mid": face.mid, "label": label, "split": split, "source": source,
             "rect": list(face.rect) if face.rect else None}
-    return source, {"__key__": key, "jpg": encode_jpg(img, cfg.jpeg_quality), "json": json_bytes(meta),
-                    "cls": str(label).encode()}
+    return source, {"__key__": key, "jpg": encode_jpg(img, cfg.jpeg_quality), "json": json_bytes(meta)}
 
 
 def _celeb_split(k: int, cfg: CelebIngestConfig) -> str:
@@ -390,13 +394,7 @@ def ingest_msceleb(path: str | os.PathLike, out: str | os.PathLike, report: str 
         }
         quality.extra["dropped_identities"] = {"min_good_faces": cfg.min_per_identity, "count": len(dropped),
                                                "identities": dropped[:1000]}
-        quality.write(Path(report), cfg.max_bad_fraction)  # raises over the threshold: nothing published
-        if not kept:
-            raise IngestError(f"msceleb: no identity in {path} has {cfg.min_per_identity}+ good faces; "
-                              "nothing published")
-        _require_train(summary, path)
-        pd.DataFrame(rows).to_csv(stage / "manifest.csv", index=False)
-        _publish_summary(stage, summary)
-    perf = {"seconds": round(time.time() - t0, 1), "workers": workers, **mem.report()}
-    log.info("MS-Celeb ingestion: %s %s", summary, perf)
-    return {**summary, "perf": perf}
+        refusal = None if kept else (f"msceleb: no identity in {path} has {cfg.min_per_identity}+ good faces; "
+                                     "nothing published")
+        _publish(stage, summary, rows, quality, report, cfg.max_bad_fraction, path, refusal)
+    return _finished("MS-Celeb", summary, t0, workers, mem)

@@ -24,6 +24,12 @@ _DURATION = re.compile(r"^Duration:\s*([0-9]*\.?[0-9]+)\s*seconds\s*$")
 _STEM = re.compile(r"^([A-Z0-9']+)_(\d{5})$")
 
 
+def clip_path(key: str) -> str:
+    """A shard key (``<WORD>_<split>_<NNNNN>``) -> the clip's path relative to ``lipread_mp4/``."""
+    word, split, idx = key.rsplit("_", 2)
+    return f"{word}/{split}/{word}_{idx}.mp4"
+
+
 class BadSample(Exception):
     """An input that cannot be used; the message says why."""
 

@@ -29,13 +29,14 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from davs.checkpoint import load_checkpoint
+from davs.checkpoint import load_model
 from davs.data.features import SAMPLE_RATE, mfcc_windows_span, read_zero_padded
 from davs.devices import resolve_device
 from davs.errors import DavsError
 from davs.inference.align import Alignment, FaceAligner, cut, mouth_mask, paste_change
 from davs.media import iter_audio, iter_video, video_fps, write_mp4
-from davs.models import DAVSConfig, build
+from davs.models import DAVSConfig, load_nets
+from davs.tensors import to_images, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -191,38 +192,37 @@ def _load_video(path: str | Path, workdir: Path, name: str) -> FrameFile:
 
 
 class Talker:
+    """A trained generator (``models/gen.pt``: Ev_w, Ea_w, Ep, G) that makes faces talk."""
+
+    PARTS = ("Ev_w", "Ea_w", "Ep", "G")
+
     def __init__(self, checkpoint: str | Path, device: str = "auto", batch_size: int = 64,
                  use_landmarks: bool = True) -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise GenerateError(f"--batch-size must be a positive integer (got {batch_size})")
-        self.device = resolve_device(device)
-        self.batch_size = batch_size
         path = Path(checkpoint)
         if not path.exists():
             raise GenerateError(f"checkpoint {path} not found: train the pipeline first (dvc repro) or pass --checkpoint")
-        ck = load_checkpoint(path, self.device)
-        try:
-            self.cfg = DAVSConfig.from_dict(ck["model_config"])
-            nets = ck["nets"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise GenerateError(f"checkpoint {path} is not a davs model file (no {e})") from None
-        need = ("Ev_w", "Ea_w", "Ep", "G")
-        if any(k not in nets for k in need):
-            raise GenerateError(f"checkpoint {path} lacks {[k for k in need if k not in nets]}: use models/gen.pt")
-        self.nets = build(self.cfg, need)
-        try:
-            for k, m in self.nets.items():
-                m.load_state_dict(nets[k])
-                m.to(self.device).eval()
-        except RuntimeError as e:
-            raise GenerateError(f"checkpoint {path} does not match its own model config: {e}") from None
+        dev = resolve_device(device)
+        self._setup(load_model(path, device=dev), dev, batch_size, use_landmarks, f"checkpoint {path}")
+
+    @classmethod
+    def from_model(cls, model: dict, device: torch.device, batch_size: int = 64, use_landmarks: bool = True) -> Talker:
+        """A Talker over an already loaded model file (:func:`davs.checkpoint.load_model`)."""
+        self = cls.__new__(cls)
+        self._setup(model, device, batch_size, use_landmarks, "model")
+        return self
+
+    def _setup(self, model: dict, device: torch.device, batch_size: int, use_landmarks: bool, source: str) -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise GenerateError(f"--batch-size must be a positive integer (got {batch_size})")
+        self.device, self.batch_size = device, batch_size
+        self.nets = load_nets(model, self.PARTS, device, source)
+        self.cfg = DAVSConfig.from_dict(model["model_config"])
         self.aligner = FaceAligner(self.cfg.image_size, use_landmarks)
         self.mask = mouth_mask(self.cfg.image_size, self.cfg.mouth_box)  # where a generated change is kept
         self.timing = Timing()
 
     def _to_input(self, crops: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(crops).to(self.device)  # (N, S, S, 3) uint8
-        return x.permute(0, 3, 1, 2).float().div(127.5).sub(1)  # (N, 3, S, S)
+        return to_images(torch.from_numpy(crops).to(self.device))  # (N, S, S, 3) uint8 -> (N, 3, S, S)
 
     def _track(self, frames: Iterable[np.ndarray], what: str) -> list[Alignment]:
         aligns, missing = self.aligner.track(frames)
@@ -256,6 +256,15 @@ class Talker:
         """(n, D) word features from in-memory 16 kHz audio, one per 25 fps frame."""
         return torch.cat(list(self._chunked("Ea_w", self._mfcc(read_zero_padded(audio)), n)))
 
+    @torch.no_grad()
+    def video_words(self, crops: np.ndarray) -> torch.Tensor:
+        """(n, D) word features of aligned face crops (n, S, S, 3) uint8, one per frame."""
+        return torch.cat(list(self._chunked("Ev_w", lambda lo, hi: self._to_input(crops[lo:hi]), len(crops))))
+
+    def animate(self, crop: np.ndarray, words: torch.Tensor) -> np.ndarray:
+        """An aligned face crop (S, S, 3) uint8 saying ``words`` (n, D) -> (n, S, S, 3) uint8 crops."""
+        return np.concatenate([self._generate(crop[None], w) for w in _batches(words, self.batch_size)])
+
     def _crops(self, frames: FrameFile, aligns: list[Alignment]) -> Callable[[int, int], torch.Tensor]:
         def inputs(lo: int, hi: int) -> torch.Tensor:
             return self._to_input(np.stack([cut(frames[i], aligns[i]) for i in range(lo, hi)]))  # (hi - lo, 3, S, S)
@@ -269,7 +278,7 @@ class Talker:
         idf = self.nets["Ep"](self._to_input(crops))
         rep = (lambda x: x.expand(len(words), *x.shape[1:])) if len(crops) == 1 else (lambda x: x)  # noqa: E731
         gen = self.nets["G"](rep(idf.fmap), [rep(s) for s in idf.skips], words)  # (N, 3, S, S)
-        out = ((gen.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        out = to_uint8(gen).cpu().numpy()
         self.timing.model_s += time.perf_counter() - t0
         return out
 

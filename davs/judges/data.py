@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from davs.data.loader import LRWDecode, count_samples, make_loader
+from davs.data.lrw import clip_path
 from davs.models.video_word_encoder import roi_slices
 from davs.synth.corpus import read_mouth_states
 
@@ -33,12 +34,6 @@ def roi_with_margin(image_size: int, box: tuple[float, float, float, float], mar
     rows, cols = roi_slices(image_size, box)
     return (slice(max(0, rows.start - margin), min(image_size, rows.stop + margin)),
             slice(max(0, cols.start - margin), min(image_size, cols.stop + margin)))
-
-
-def clip_path(key: str) -> str:
-    """A shard key (``<WORD>_<split>_<NNNNN>``) -> the clip's path relative to ``lipread_mp4/``."""
-    word, split, idx = key.rsplit("_", 2)
-    return f"{word}/{split}/{word}_{idx}.mp4"
 
 
 def load_clips(shard_dir: str | Path, split: str, image_size: int, box: tuple[float, float, float, float],

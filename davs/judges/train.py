@@ -38,9 +38,9 @@ class JudgeConfig:
     embed_dim: int = 64
     stack: int = 5  # SyncNet: consecutive frames per video input
     max_shift: int = 7  # SyncNet: offsets searched, frames
-    mouth_steps: int = 1200
+    mouth_steps: int = 800
     mouth_batch: int = 128
-    sync_steps: int = 1200
+    sync_steps: int = 800
     sync_batch: int = 32
     lr: float = 2e-3
     temperature: float = 0.1

@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import torch
 
-
-def box_slices(h: int, w: int, box: tuple[float, float, float, float]) -> tuple[slice, slice]:
-    """Rows and columns of the relative box (y0, x0, y1, x1) on an h x w image, at least one pixel each."""
-    y0, x0 = int(box[0] * h), int(box[1] * w)
-    return slice(y0, max(int(box[2] * h), y0 + 1)), slice(x0, max(int(box[3] * w), x0 + 1))
+from davs.tensors import box_slices
 
 
 def masked_l1(pred: torch.Tensor, target: torch.Tensor, box: tuple[float, float, float, float] | None = None) -> torch.Tensor:

@@ -1,10 +1,13 @@
 """The DAVS networks, one file per component, named as in the paper."""
 
+import torch
+
+from davs.checkpoint import CheckpointError
 from davs.models.audio_word_encoder import AudioWordEncoder
 from davs.models.config import DAVSConfig
 from davs.models.dis_classifiers import IdentityFromWord, WordFromIdentity
 from davs.models.domain_discriminator import DomainDiscriminator
-from davs.models.generator import Generator
+from davs.models.generator import Generator, generate_frames
 from davs.models.identity_classifier import IdentityClassifier
 from davs.models.identity_encoder import IdentityEncoder, IdentityFeatures
 from davs.models.temporal_discriminator import TemporalDiscriminator
@@ -14,7 +17,7 @@ from davs.models.word_classifier import WordClassifier
 __all__ = [
     "AudioWordEncoder", "DAVSConfig", "DomainDiscriminator", "Generator", "IdentityClassifier",
     "IdentityEncoder", "IdentityFeatures", "IdentityFromWord", "TemporalDiscriminator", "VideoWordEncoder",
-    "WordClassifier", "WordFromIdentity", "build",
+    "WordClassifier", "WordFromIdentity", "build", "generate_frames", "load_nets",
 ]
 
 
@@ -41,3 +44,25 @@ def build(cfg: DAVSConfig, parts: tuple[str, ...] | None = None) -> dict:
     if unknown:
         raise KeyError(f"unknown DAVS components {sorted(unknown)}")
     return {n: makers[n]() for n in names}
+
+
+def load_nets(ck: dict, parts: tuple[str, ...] | None = None, device: str | torch.device = "cpu",
+              source: str = "checkpoint") -> dict[str, torch.nn.Module]:
+    """The named components (all the file holds by default) of a model file (:func:`davs.checkpoint.load_model`),
+    built from its own config, loaded, on ``device``, in eval mode."""
+    try:
+        cfg = DAVSConfig.from_dict(ck["model_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: its model_config is not a davs model config ({e})") from None
+    names = parts or tuple(ck["nets"])
+    missing = [k for k in names if k not in ck["nets"]]
+    if missing:
+        raise CheckpointError(f"{source} lacks {missing} (it holds {sorted(ck['nets'])}): use models/gen.pt")
+    nets = build(cfg, names)
+    try:
+        for k, m in nets.items():
+            m.load_state_dict(ck["nets"][k])
+            m.to(device).eval()
+    except RuntimeError as e:
+        raise CheckpointError(f"{source} does not match its own model config: {str(e).splitlines()[0]}") from None
+    return nets

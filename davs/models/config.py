@@ -11,9 +11,9 @@ class DAVSConfig:
 
     image_size: int = 64  # square face crops
     feat_dim: int = 128  # word and identity feature size
-    width: int = 32  # encoder base channels
-    gen_width: int = 32  # generator base channels
-    disc_width: int = 32  # discriminator base channels
+    width: int = 16  # encoder base channels
+    gen_width: int = 16  # generator base channels
+    disc_width: int = 16  # discriminator base channels
     num_words: int = 500  # word classes (LRW: 500)
     num_ids: int = 1000  # identity classes (MS-Celeb subset)
     num_speakers: int = 0  # LRW-side speaker labels, when the data has them (embedded corpus); 0 = none
@@ -39,12 +39,3 @@ class DAVSConfig:
     @staticmethod
     def from_dict(d: dict) -> DAVSConfig:
         return DAVSConfig(**{**d, "mouth_box": tuple(d["mouth_box"])})
-
-    @property
-    def down_steps(self) -> int:
-        """Stride-2 stages of the identity encoder: its feature map is image_size / 2**down_steps = 8."""
-        n, s = 0, self.image_size
-        while s > 8:
-            s //= 2
-            n += 1
-        return n

@@ -63,3 +63,15 @@ class Generator(nn.Module):
         delta, mask = out[:, :3], torch.sigmoid(out[:, 3:])  # (N, 3, H, W), (N, 1, H, W)
         image = (skips[0] + (1 - mask) * delta).clamp(-1, 1)  # (N, 3, H, W): the reference where the mask is 1
         return (image, mask) if return_mask else image
+
+
+def generate_frames(ep: nn.Module, g: Generator, ref: torch.Tensor, words: torch.Tensor,
+                    return_mask: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """ref (B, 3, H, W) reference faces, words (B, W, D) word features -> (B, W, 3, H, W) frames
+    (and G's attention masks (B, W, 1, H, W), 1 = copied from the reference). Ep encodes each reference once."""
+    b, w = words.shape[:2]
+    idf = ep(ref)
+    rep = lambda x: x.repeat_interleave(w, 0)  # noqa: E731 - (B, ...) -> (B*W, ...)
+    out, mask = g(rep(idf.fmap), [rep(s) for s in idf.skips], words.flatten(0, 1), return_mask=True)  # (B*W, 3|1, H, W)
+    out = out.view(b, w, *out.shape[1:])  # (B, W, 3, H, W)
+    return (out, mask.view(b, w, *mask.shape[1:])) if return_mask else out

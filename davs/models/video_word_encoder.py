@@ -13,13 +13,15 @@ import torch
 from torch import nn
 
 from davs.models.blocks import ConvBlock, TemporalMix, channels
+from davs.tensors import box_slices
+
+ROI_MIN = 8  # pixels: the smallest mouth ROI the CNN reads
 
 
 def roi_slices(image_size: int, box: tuple[float, float, float, float]) -> tuple[slice, slice]:
-    """Row and column slices of the relative (y0, x0, y1, x1) box on an image_size face."""
-    y0, x0 = int(box[0] * image_size), int(box[1] * image_size)
-    y1, x1 = max(int(box[2] * image_size), y0 + 8), max(int(box[3] * image_size), x0 + 8)
-    return slice(y0, min(y1, image_size)), slice(x0, min(x1, image_size))
+    """Row and column slices of the mouth ROI (the relative (y0, x0, y1, x1) box, at least ROI_MIN pixels)
+    on an image_size face: what Ev_w reads, and what the judges read."""
+    return box_slices(image_size, image_size, box, ROI_MIN)
 
 
 class VideoWordEncoder(nn.Module):

@@ -1,6 +1,6 @@
 """The embedded corpus: a small LRW-format and MS-Celeb-format dataset, deterministic from a seed.
 
-LRW format (see DATA_FORMATS.md): ``lipread_mp4/<WORD>/{train,val,test}/<WORD>_<NNNNN>.{mp4,txt}``,
+LRW format (see data/README.md): ``lipread_mp4/<WORD>/{train,val,test}/<WORD>_<NNNNN>.{mp4,txt}``,
 256x256, 25 fps, 29 frames, H.264 + AAC mono 16 kHz, the word centred in time, a five-line ``.txt``
 ending ``Duration: 0.53 seconds``. Speech is real eSpeak NG output; lips follow its phoneme timings.
 
@@ -22,7 +22,6 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -54,7 +53,7 @@ class CorpusSpec:
     speakers: int = 10  # identities speaking in train, val and test
     test_only_speakers: int = 2  # identities that appear only in test
     train_per_word: int = 30
-    val_per_word: int = 5
+    val_per_word: int = 10
     test_per_word: int = 6
     msceleb_identities: int = 40
     msceleb_images: int = 20
@@ -286,11 +285,5 @@ def _generate(out: Path, vocab: list[str], spec: CorpusSpec) -> dict:
     }
     (out / "corpus.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
-
-
-def iter_lrw_words(vocab_file: str | os.PathLike) -> Iterator[str]:
-    for line in Path(vocab_file).read_text().splitlines():
-        if line.strip():
-            yield line.strip()
 
 

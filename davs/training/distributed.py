@@ -65,14 +65,6 @@ def broadcast_module(module: torch.nn.Module) -> None:
         dist.broadcast(t.data, 0)
 
 
-def reduce_mean(x: float, device: torch.device) -> float:
-    if not dist.is_initialized():
-        return x
-    t = torch.tensor([x], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return float(t.item()) / dist.get_world_size()
-
-
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

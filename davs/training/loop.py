@@ -52,8 +52,13 @@ class Task(nn.Module):
         """Optimizer updates of ``phase`` per step (an adversary may take several per encoder update)."""
         return 1
 
+    # losses a step may legitimately not return (e.g. a term that needs labels some batches lack)
+    conditional_losses: tuple[str, ...] = ()
+
     def loss_weights(self) -> dict[str, float]:
-        """Weights of the named losses for the current ``self.step`` (1 when absent)."""
+        """The weight of every loss the task can return (``loss/...``), for the current ``self.step``. The
+        loop fails on a returned loss without a weight, and on a non-zero weight whose loss no phase of the
+        first step returned (unless listed in ``conditional_losses``): a typo never silently weights 1 or 0."""
         return {}
 
     def begin_step(self, batch: dict[str, Any], device: torch.device) -> None:
@@ -139,6 +144,23 @@ def make_optimizers(task: Task, cfg: LoopConfig) -> dict[str, torch.optim.Optimi
     return opts
 
 
+def weighted_total(task: Task, phase: str, out: dict[str, torch.Tensor], weights: dict[str, float]) -> torch.Tensor:
+    """The weighted sum of a phase's ``loss/...`` terms; a loss without a weight is an error."""
+    missing = [k for k in out if k.startswith("loss/") and k not in weights]
+    if missing:
+        raise KeyError(f"{type(task).__name__}, phase {phase!r}: no weight for {missing} in loss_weights() "
+                       f"(weighted: {sorted(weights)})")
+    return sum(weights[k] * v for k, v in out.items() if k.startswith("loss/"))
+
+
+def check_weights_used(task: Task, weights: dict[str, float], returned: set[str]) -> None:
+    """After a step: every non-zero weight must belong to a loss some phase returned."""
+    unused = [k for k, w in weights.items() if w and k not in returned and k not in task.conditional_losses]
+    if unused:
+        raise KeyError(f"{type(task).__name__}: loss_weights() weights {unused}, which no phase returned "
+                       f"(returned: {sorted(k for k in returned if k.startswith('loss/'))})")
+
+
 def train(
     task: Task,
     streams: dict[str, Stream],
@@ -164,6 +186,7 @@ def train(
     n_sum, t_data, t_step = 0, 0.0, 0.0
     val_metrics: dict[str, float] = {}
     task.train()
+    returned: set[str] = set()
     for step in range(start, cfg.steps):
         t0 = time.perf_counter()
         batch = {name: s.next() for name, s in streams.items()}
@@ -177,7 +200,7 @@ def train(
                 opt.zero_grad(set_to_none=True)
                 with autocast():
                     out = task.losses(phase)
-                total = sum(weights.get(k, 1.0) * v for k, v in out.items() if k.startswith("loss/"))
+                total = weighted_total(task, phase, out, weights)
                 if not torch.isfinite(total):
                     bad = {k: float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()}
                     raise FloatingPointError(f"non-finite loss at step {step}, phase {phase}: {bad or float(total)}")
@@ -189,6 +212,9 @@ def train(
                 opt.step()
             for k, v in out.items():  # the phase's last update
                 sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v)
+            returned |= set(out)
+        if step == start:
+            check_weights_used(task, weights, returned)
         n_sum += 1
         t_data += t1 - t0
         t_step += time.perf_counter() - t0

@@ -1,0 +1,48 @@
+"""What a training or evaluation run reads: the shard directories and how clips are cut into samples, and
+the held-out loaders built from it. Shared by training, evaluation and the judges (none imports another)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from davs.data.loader import LRWDecode, count_samples, decode_celeb, make_loader
+from davs.models import DAVSConfig
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    lrw_dir: str  # LRW shards (train-*.tar, val-*.tar, summary.json, vocab.json)
+    celeb_dir: str  # MS-Celeb shards
+    num_frames: int = 25
+    frame_offset: int = 2
+    batch_size: int = 16
+    id_batch_size: int = 32
+    num_workers: int = 1
+    seed: int = 0
+    rest_ref_prob: float = 0.0  # chance a training reference frame comes from outside the word (gen)
+
+
+def model_config_for(data: DataSpec, **sizes: Any) -> DAVSConfig:
+    """A DAVSConfig whose class counts come from the shards (vocab.json, identities.json)."""
+    vocab = json.loads((Path(data.lrw_dir) / "vocab.json").read_text())
+    ids = json.loads((Path(data.celeb_dir) / "identities.json").read_text())["mids"]
+    return DAVSConfig(num_words=len(vocab["words"]), num_ids=len(ids), num_speakers=len(vocab.get("speakers", [])),
+                      **sizes)
+
+
+def eval_loaders(data: DataSpec, window: int, split: str, streams: tuple[str, ...]) -> dict[str, Any]:
+    """Factories of one-pass, fixed-order loaders over a held-out split."""
+    out = {}
+    if "lrw" in streams:
+        dec = LRWDecode(data.num_frames, data.frame_offset, window, data.seed, None, random_sampling=False)
+        n = count_samples(data.lrw_dir, split)
+        out["lrw"] = lambda: make_loader(f"{data.lrw_dir}/{split}-*.tar", dec, batch_size=data.batch_size,
+                                         train=False, num_samples=n)[0]
+    if "celeb" in streams:
+        n = count_samples(data.celeb_dir, split)
+        out["celeb"] = lambda: make_loader(f"{data.celeb_dir}/{split}-*.tar", decode_celeb,
+                                           batch_size=data.id_batch_size, train=False, num_samples=n)[0]
+    return out

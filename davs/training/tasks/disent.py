@@ -1,0 +1,138 @@
+"""Stage 2, ``disent``: adversarial disentanglement of word and identity features."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from davs.losses import uniform_mse_loss
+from davs.models import DAVSConfig
+from davs.tensors import masked_mean, to_images
+from davs.training.tasks.base import ENCODERS, DAVSTask, accuracy
+
+
+@dataclass(frozen=True)
+class DisentHParams:
+    lr: float = 5e-4
+    dis_lr: float = 2e-3
+    uniform: float = 1.0
+    keep: float = 1.0
+    margin: float = 1.0
+    frame_sync: float = 0.5  # the joint stage's weight, kept
+    dis_steps: int = 3  # dis-classifier updates per encoder update
+    dis_memory: int = 8  # the dis-classifiers train on the features of the last dis_memory steps
+
+
+class DisentTask(DAVSTask):
+    """Stage 2: adversarial disentanglement in both directions.
+
+    ``dis`` trains Cw_p (word from identity features, on LRW clips) and Cp_w (identity from word
+    features, on MS-Celeb faces) with cross-entropy on true labels, the encoders frozen; where the LRW
+    side names its speakers (``num_speakers > 0``), Cs_w also reads the speaker from clip-pooled audio and
+    video word features. ``enc`` trains the encoders so every dis-classifier's softmax is uniform
+    (MSE to 1/N), keeping the stage-1 losses.
+
+    An adversary that lags the encoder is fooled by small moves of the features without the
+    information going away; so the dis-classifiers take ``dis_steps`` updates per encoder update, on
+    the detached features of the last ``dis_memory`` steps (a FIFO memory, newest first), to stay close
+    to the best classifier of the current features. The memory travels in the task's checkpoint
+    (``get_extra_state``), so a resumed run continues exactly as an uninterrupted one.
+    """
+
+    phases = ("enc", "dis")
+    streams = ("lrw", "celeb")
+    conditional_losses = ("loss/uniform_speaker_from_word", "loss/dis_speaker_from_word")  # batches with speakers
+    ENCODERS = ENCODERS
+
+    def __init__(self, cfg: DAVSConfig, w: DisentHParams = DisentHParams()) -> None:
+        self.dis = ("Cw_p", "Cp_w", "Cs_w") if cfg.num_speakers > 0 else ("Cw_p", "Cp_w")
+        super().__init__(cfg, (*self.ENCODERS, *self.dis))
+        self.w = w
+        self.memory: deque[dict[str, torch.Tensor]] = deque(maxlen=max(1, w.dis_memory))
+
+    def phase_repeats(self, phase: str) -> int:
+        return max(1, self.w.dis_steps) if phase == "dis" else 1
+
+    def get_extra_state(self) -> dict[str, list[dict[str, torch.Tensor]]]:
+        return {"memory": list(self.memory)}  # plain lists and tensors: loadable with weights_only=True
+
+    def set_extra_state(self, state: dict[str, list[dict[str, torch.Tensor]]]) -> None:
+        self.memory = deque(state["memory"], maxlen=self.memory.maxlen)
+
+    def phase_params(self, phase: str) -> list[nn.Parameter]:
+        names = self.ENCODERS if phase == "enc" else self.dis
+        return [p for k in names for p in self.nets[k].parameters()]
+
+    def phase_lr(self, phase: str) -> float:
+        return self.w.lr if phase == "enc" else self.w.dis_lr
+
+    def loss_weights(self) -> dict[str, float]:
+        k = self.w.keep
+        return {"loss/uniform_word_from_id": self.w.uniform, "loss/uniform_id_from_word": self.w.uniform,
+                "loss/uniform_speaker_from_word": self.w.uniform,
+                "loss/word_video": k, "loss/word_audio": k, "loss/contrastive": k,
+                "loss/frame_sync": k * self.w.frame_sync, "loss/identity": k,
+                "loss/dis_word_from_id": 1.0, "loss/dis_id_from_word": 1.0, "loss/dis_speaker_from_word": 1.0}
+
+    def losses(self, phase: str) -> dict[str, torch.Tensor]:
+        n, lrw, celeb = self.nets, self.batch["lrw"], self.batch["celeb"]
+        if phase == "enc":
+            v, a = self._word_feats(lrw)
+            out = self._embedding_losses(lrw, v, a, self.w.margin)
+            out |= self._identity_loss(celeb)
+            id_seq = n["Ep"].sequence(to_images(lrw["frames"]))  # (B, T, D)
+            word_img = n["Ev_w"](to_images(celeb["image"])[:, None])[:, 0]  # (N, D): word features of a still face
+            out["loss/uniform_word_from_id"] = uniform_mse_loss(n["Cw_p"](id_seq, lrw["mask"]))
+            out["loss/uniform_id_from_word"] = uniform_mse_loss(n["Cp_w"](word_img))
+            known = lrw["speaker"] >= 0
+            pooled = torch.cat([masked_mean(v, lrw["mask"])[known], masked_mean(a, lrw["mask"])[known]])  # (2K, D)
+            if "Cs_w" in n and len(pooled):
+                out["loss/uniform_speaker_from_word"] = uniform_mse_loss(n["Cs_w"](pooled))
+            self.memory.appendleft({
+                "id_seq": id_seq.detach(), "mask": lrw["mask"], "word": lrw["label"], "word_img": word_img.detach(),
+                "celeb": celeb["label"], "pooled": pooled.detach(), "speaker": lrw["speaker"][known].repeat(2),
+            })
+            return out
+        m = {k: torch.cat([e[k] for e in self.memory]) for k in self.memory[0]}  # newest step first
+        now = self.memory[0]
+        lw, lp = n["Cw_p"](m["id_seq"], m["mask"]), n["Cp_w"](m["word_img"])
+        out = {  # losses over the memory; accuracies on this step's features
+            "loss/dis_word_from_id": F.cross_entropy(lw, m["word"]),
+            "loss/dis_id_from_word": F.cross_entropy(lp, m["celeb"]),
+            "acc/dis_word_from_id": accuracy(lw[: len(now["word"])], now["word"]).detach(),
+            "acc/dis_id_from_word": accuracy(lp[: len(now["celeb"])], now["celeb"]).detach(),
+        }
+        if "Cs_w" in n and len(m["pooled"]):
+            ls = n["Cs_w"](m["pooled"])
+            out["loss/dis_speaker_from_word"] = F.cross_entropy(ls, m["speaker"])
+            if len(now["speaker"]):
+                out["acc/dis_speaker_from_word"] = accuracy(ls[: len(now["speaker"])], now["speaker"]).detach()
+        return out
+
+    @torch.no_grad()
+    def validate(self, batches: dict[str, Any], device: torch.device) -> dict[str, float]:
+        lrw = list(batches.get("lrw", []))
+        celeb = list(batches.get("celeb", []))
+        out = super().validate({"lrw": lrw, "celeb": celeb}, device)
+        out |= dis_classifier_accuracy(self.nets, lrw, celeb, device)
+        return out
+
+
+@torch.no_grad()
+def dis_classifier_accuracy(nets: nn.ModuleDict, lrw: list, celeb: list, device: torch.device) -> dict[str, float]:
+    """Accuracy of Cw_p (word from identity) and Cp_w (identity from word) on held-out batches."""
+    hw = nw = hp = np_ = 0
+    for b in lrw:
+        frames, mask, y = b["frames"].to(device), b["mask"].to(device), b["label"].to(device)
+        hw += (nets["Cw_p"](nets["Ep"].sequence(to_images(frames)), mask).argmax(-1) == y).sum().item()
+        nw += len(y)
+    for b in celeb:
+        img, y = to_images(b["image"].to(device)), b["label"].to(device)
+        hp += (nets["Cp_w"](nets["Ev_w"](img[:, None])[:, 0]).argmax(-1) == y).sum().item()
+        np_ += len(y)
+    return {"acc/dis_word_from_id": hw / max(1, nw), "acc/dis_id_from_word": hp / max(1, np_)}
