@@ -66,33 +66,44 @@ def corpus_spec(p: Params):  # noqa: ANN201
     )
 
 
-def ingest_lrw(p: Params) -> dict:
+def lrw_ingest_config(p: Params):  # noqa: ANN201
     from davs.data.ingest import LRWIngestConfig
-    from davs.data.ingest import ingest_lrw as run
-    from davs.resources import lrw_words
 
     i = p.ingest
-    cfg = LRWIngestConfig(
+    return LRWIngestConfig(
         crop_box=tuple(p.data.crop_box), image_size=p.data.image_size, mfcc_frames=p.data.mfcc_frames,
         mfcc_coeffs=p.data.mfcc_coeffs, frame_format=i.frame_format, jpeg_quality=i.jpeg_quality,
         shard_max_samples=i.shard_max_samples, min_shards=i.min_shards, max_clips_per_word=i.max_clips_per_word,
         max_bad_fraction=i.max_bad_fraction, workers=i.workers,
     )
-    return run(paths.lrw_root(p), paths.lrw_shards(p), paths.REPORTS / "data_quality" / "lrw.json", cfg, lrw_words())
+
+
+def celeb_ingest_config(p: Params):  # noqa: ANN201
+    from davs.data.ingest import CelebIngestConfig
+
+    i = p.ingest
+    return CelebIngestConfig(
+        image_size=p.data.image_size, jpeg_quality=i.jpeg_quality, min_per_identity=i.msceleb_min_per_identity,
+        max_per_identity=i.msceleb_max_per_identity, val_per_identity=i.msceleb_val_per_identity,
+        test_per_identity=i.msceleb_test_per_identity,
+        shard_max_samples=i.shard_max_samples * 4,  # a face is ~1/25 of a clip's bytes: fuller shards
+        min_shards=i.min_shards, max_bad_fraction=i.max_bad_fraction, workers=i.workers,
+    )
+
+
+def ingest_lrw(p: Params) -> dict:
+    from davs.data.ingest import ingest_lrw as run
+    from davs.resources import lrw_words
+
+    return run(paths.lrw_root(p), paths.lrw_shards(p), paths.REPORTS / "data_quality" / "lrw.json",
+               lrw_ingest_config(p), lrw_words())
 
 
 def ingest_msceleb(p: Params) -> dict:
-    from davs.data.ingest import CelebIngestConfig
     from davs.data.ingest import ingest_msceleb as run
 
-    i = p.ingest
-    cfg = CelebIngestConfig(
-        image_size=p.data.image_size, jpeg_quality=i.jpeg_quality, min_per_identity=i.msceleb_min_per_identity,
-        max_per_identity=i.msceleb_max_per_identity, val_per_identity=i.msceleb_val_per_identity,
-        test_per_identity=i.msceleb_test_per_identity, shard_max_samples=i.shard_max_samples * 4,
-        min_shards=i.min_shards, max_bad_fraction=i.max_bad_fraction, workers=i.workers,
-    )
-    return run(paths.msceleb_path(p), paths.celeb_shards(p), paths.REPORTS / "data_quality" / "msceleb.json", cfg)
+    return run(paths.msceleb_path(p), paths.celeb_shards(p), paths.REPORTS / "data_quality" / "msceleb.json",
+               celeb_ingest_config(p))
 
 
 def judges_config(p: Params):  # noqa: ANN201

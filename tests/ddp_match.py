@@ -53,7 +53,7 @@ def main() -> None:
 @torch.no_grad()
 def _rank_losses(task: GenTask, batch: dict, dev: torch.device) -> dict[str, float]:
     """This rank's losses on its part of the batch after the two steps (same weights on every rank)."""
-    task.begin_step(batch, dev)
+    task.begin_step({"lrw": batch}, dev)
     return {k: float(v) for k, v in task.losses("g").items() if k.startswith("loss/")}
 
 

@@ -37,8 +37,10 @@ def test_data_parallel_step_equals_the_global_batch_step(shards, tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     one, two = (json.loads((tmp_path / f"world{w}.json").read_text()) for w in (1, 2))
     assert one["keys"] == two["keys"] and len(set(one["keys"])) == 4
-    diff = max(abs(a - b) for a, b in zip(one["weights"], two["weights"], strict=True))
-    assert diff <= 1e-6, f"weights after two steps differ by up to {diff}"
+    diffs = [abs(a - b) for a, b in zip(one["weights"], two["weights"], strict=True)]
+    # float summation order differs (all-reduce vs one batch): measured max 1e-5, mean 3e-10; without the
+    # gradient all-reduce (DDP_MATCH_BREAK=1 in ddp_match.py) the ranks drift: max 4e-3, mean 8e-4
+    assert max(diffs) <= 5e-5 and sum(diffs) / len(diffs) <= 1e-8, (max(diffs), sum(diffs) / len(diffs))
     (whole,), halves = one["losses"], two["losses"]
     assert set(whole) == {"loss/l1", "loss/l1_mouth", "loss/gan"}
     for k, v in whole.items():

@@ -79,6 +79,7 @@ def test_library_defaults_are_the_committed_params():
     own (class counts, paths, a stage's step count) are left out."""
     from dataclasses import fields
 
+    from davs.data.ingest import CelebIngestConfig, LRWIngestConfig
     from davs.judges.train import JudgeConfig
     from davs.models import DAVSConfig
     from davs.synth.corpus import CorpusSpec
@@ -93,6 +94,8 @@ def test_library_defaults_are_the_committed_params():
         "GenHParams": (st.gen_hparams(p), GenHParams()),
         "JudgeConfig": (st.judges_config(p), JudgeConfig()),
         "CorpusSpec": (st.corpus_spec(p), CorpusSpec()),
+        "LRWIngestConfig": (st.lrw_ingest_config(p), LRWIngestConfig()),
+        "CelebIngestConfig": (st.celeb_ingest_config(p), CelebIngestConfig()),
     }
     differ = {name: {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a)
                      if getattr(a, f.name) != getattr(b, f.name)} for name, (a, b) in built.items()}

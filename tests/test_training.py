@@ -256,3 +256,22 @@ def test_atomic_checkpoint_write(tmp_path, monkeypatch):
         save_checkpoint(tmp_path / "c.pt", {"w": torch.zeros(2)})
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
     assert torch.equal(load_checkpoint(tmp_path / "c.pt")["w"], torch.ones(2))
+
+
+def test_weight_decay_spares_biases_and_norms():
+    """Decay only weight matrices and kernels (dim >= 2): a decayed GroupNorm scale or bias shrinks toward 0
+    for nothing."""
+    from davs.models import DAVSConfig
+    from davs.training.loop import make_optimizers
+
+    task = JointTask(DAVSConfig(image_size=32, feat_dim=32, width=8, num_words=5, num_ids=4))
+    opts = make_optimizers(task, LoopConfig(steps=1, weight_decay=0.1))
+    seen = []
+    for phase, opt in opts.items():
+        for g in opt.param_groups:
+            for p in g["params"]:
+                assert g["weight_decay"] == (0.1 if p.dim() >= 2 else 0.0), (phase, tuple(p.shape), g["weight_decay"])
+                seen.append(p)
+    assert any(p.dim() < 2 for p in seen) and any(p.dim() >= 2 for p in seen)
+    trainable = [p for ph in task.phases for p in task.phase_params(ph) if p.requires_grad]
+    assert len(seen) == len(trainable) and {id(p) for p in seen} == {id(p) for p in trainable}

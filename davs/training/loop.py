@@ -136,11 +136,15 @@ def fingerprint_of(d: dict) -> str:
 
 
 def make_optimizers(task: Task, cfg: LoopConfig) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer per phase. Weight decay applies to weight matrices and kernels (``dim() >= 2``) only,
+    never to biases or normalisation scales and shifts (as nanoGPT's ``configure_optimizers``)."""
     opts = {}
     for phase in task.phases:
         params = [p for p in task.phase_params(phase) if p.requires_grad]
+        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
         cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        opts[phase] = cls(params, lr=task.phase_lr(phase), betas=task.phase_betas(phase), weight_decay=cfg.weight_decay)
+        opts[phase] = cls([g for g in groups if g["params"]], lr=task.phase_lr(phase), betas=task.phase_betas(phase))
     return opts
 
 
@@ -182,11 +186,9 @@ def train(
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
     main = D.is_main()
     bar = tqdm(total=cfg.steps, initial=start, desc=type(task).__name__, unit="step", disable=None if main else True)
-    sums: dict[str, float] = {}
-    n_sum, t_data, t_step = 0, 0.0, 0.0
+    meter = _Meter()
     val_metrics: dict[str, float] = {}
     task.train()
-    returned: set[str] = set()
     for step in range(start, cfg.steps):
         t0 = time.perf_counter()
         batch = {name: s.next() for name, s in streams.items()}
@@ -194,58 +196,94 @@ def train(
         task.step = step
         weights = task.loss_weights()
         task.begin_step(batch, device)
+        returned: set[str] = set()
         for phase in task.phases:
-            opt = opts[phase]
-            for _ in range(task.phase_repeats(phase)):
-                opt.zero_grad(set_to_none=True)
-                with autocast():
-                    out = task.losses(phase)
-                total = weighted_total(task, phase, out, weights)
-                if not torch.isfinite(total):
-                    bad = {k: float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()}
-                    raise FloatingPointError(f"non-finite loss at step {step}, phase {phase}: {bad or float(total)}")
-                total.backward()
-                params = [p for g in opt.param_groups for p in g["params"]]
-                D.allreduce_grads(params)
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                opt.step()
-            for k, v in out.items():  # the phase's last update
-                sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v)
+            out = _train_phase(task, phase, opts[phase], weights, cfg, autocast, step)
+            meter.add(out)
             returned |= set(out)
         if step == start:
             check_weights_used(task, weights, returned)
-        n_sum += 1
-        t_data += t1 - t0
-        t_step += time.perf_counter() - t0
+        meter.tick(t1 - t0, time.perf_counter() - t0)
         done = step + 1
         bar.update()
         if done % cfg.log_every == 0 or done == cfg.steps:
-            metrics = {f"train/{k}": v / n_sum for k, v in sums.items()}
-            metrics |= {"perf/step_s": t_step / n_sum, "perf/data_s": t_data / n_sum}
-            if device.type == "cuda":
-                metrics["perf/max_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+            metrics = meter.flush(device)
             if main:
                 log.info("step %d/%d %s", done, cfg.steps, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
                 if callback:
                     callback(done, metrics)
-            sums, n_sum, t_data, t_step = {}, 0, 0.0, 0.0
         if val_streams and (done % cfg.val_every == 0 or done == cfg.steps) and main:
             val_metrics = _validate(task, val_streams, device)
             log.info("step %d val %s", done, " ".join(f"{k}={v:.4g}" for k, v in val_metrics.items()))
             if callback:
                 callback(done, val_metrics)
         if cfg.checkpoint and (done % cfg.ckpt_every == 0 or done == cfg.steps) and main:
-            save_checkpoint(cfg.checkpoint, {
-                "step": done, "fingerprint": fp, "task": task.state_dict(),
-                "optim": {k: o.state_dict() for k, o in opts.items()},
-                "streams": {k: [s.current, s.consumed] for k, s in streams.items()},
-                "rng": torch.get_rng_state(),
-            })
+            _save(cfg.checkpoint, done, fp, task, opts, streams)
     bar.close()
     if val_streams and not val_metrics and main:  # resumed a finished run: still report its metrics
         val_metrics = _validate(task, val_streams, device)
     return val_metrics
+
+
+def _train_phase(task: Task, phase: str, opt: torch.optim.Optimizer, weights: dict[str, float], cfg: LoopConfig,
+                 autocast: Callable[[], Any], step: int) -> dict[str, torch.Tensor]:
+    """The phase's optimizer updates for this step (``phase_repeats``); returns the last update's outputs."""
+    for _ in range(task.phase_repeats(phase)):
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            out = task.losses(phase)
+        total = weighted_total(task, phase, out, weights)
+        _check_finite(total, out, step, phase)
+        total.backward()
+        params = [p for g in opt.param_groups for p in g["params"]]
+        D.allreduce_grads(params)  # DDP: every rank steps on the mean gradient
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+    return out
+
+
+def _check_finite(total: torch.Tensor, out: dict[str, torch.Tensor], step: int, phase: str) -> None:
+    """Stop before a NaN / inf reaches the weights, naming the losses that went bad."""
+    if not torch.isfinite(total):
+        bad = {k: float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()}
+        raise FloatingPointError(f"non-finite loss at step {step}, phase {phase}: {bad or float(total)}")
+
+
+class _Meter:
+    """Means of the logged outputs and of the step / data-wait times since the last flush."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.n, self.t_data, self.t_step = 0, 0.0, 0.0
+
+    def add(self, out: dict[str, Any]) -> None:
+        for k, v in out.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v)
+
+    def tick(self, data_s: float, step_s: float) -> None:
+        self.n += 1
+        self.t_data += data_s
+        self.t_step += step_s
+
+    def flush(self, device: torch.device) -> dict[str, float]:
+        metrics = {f"train/{k}": v / self.n for k, v in self.sums.items()}
+        metrics |= {"perf/step_s": self.t_step / self.n, "perf/data_s": self.t_data / self.n}
+        if device.type == "cuda":
+            metrics["perf/max_mem_gb"] = torch.cuda.max_memory_allocated() / 2**30
+        self.__init__()
+        return metrics
+
+
+def _save(path: str, done: int, fp: str, task: Task, opts: dict[str, torch.optim.Optimizer],
+          streams: dict[str, Stream]) -> None:
+    """The resume checkpoint: weights, optimizers, where each stream is, and the RNG."""
+    save_checkpoint(path, {
+        "step": done, "fingerprint": fp, "task": task.state_dict(),
+        "optim": {k: o.state_dict() for k, o in opts.items()},
+        "streams": {k: [s.current, s.consumed] for k, s in streams.items()},
+        "rng": torch.get_rng_state(),
+    })
 
 
 def _validate(task: Task, val_streams: dict[str, Callable[[], Any]], device: torch.device) -> dict[str, float]:
