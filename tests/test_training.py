@@ -275,3 +275,53 @@ def test_weight_decay_spares_biases_and_norms():
     assert any(p.dim() < 2 for p in seen) and any(p.dim() >= 2 for p in seen)
     trainable = [p for ph in task.phases for p in task.phase_params(ph) if p.requires_grad]
     assert len(seen) == len(trainable) and {id(p) for p in seen} == {id(p) for p in trainable}
+
+
+class _Toy(torch.nn.Module):
+    """A one-phase task whose returned losses and weights the test chooses."""
+
+    phases = ("main",)
+    streams = ("x",)
+    step = 0
+    conditional_losses: tuple[str, ...] = ()
+
+    def __init__(self, returns: tuple[str, ...], weights: dict[str, float]) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(3))
+        self.returns, self.weights = returns, weights
+
+    def phase_params(self, phase):  # noqa: ANN001, ANN201
+        return [self.w]
+
+    def phase_lr(self, phase):  # noqa: ANN001, ANN201
+        return 0.1
+
+    def phase_betas(self, phase):  # noqa: ANN001, ANN201
+        return (0.9, 0.999)
+
+    def phase_repeats(self, phase):  # noqa: ANN001, ANN201
+        return 1
+
+    def loss_weights(self):  # noqa: ANN201
+        return self.weights
+
+    def begin_step(self, batch, device):  # noqa: ANN001
+        self.batch = batch
+
+    def losses(self, phase):  # noqa: ANN001, ANN201
+        return {k: (self.w * (i + 1)).pow(2).mean() for i, k in enumerate(self.returns)}
+
+
+@pytest.mark.parametrize("returns,weights,needle", [
+    (("loss/a", "loss/b"), {"loss/a": 1.0}, "no weight for ['loss/b']"),  # a typo'd or forgotten weight
+    (("loss/a",), {"loss/a": 1.0, "loss/c": 0.5}, "weights ['loss/c'], which no phase returned"),
+])
+def test_loss_weights_must_match_the_losses(returns, weights, needle):
+    from davs.training.loop import Stream, train
+
+    task = _Toy(returns, weights)
+    with pytest.raises(KeyError) as e:
+        train(task, {"x": Stream([0, 0], 2)}, LoopConfig(steps=2, log_every=1), CPU)
+    assert needle in str(e.value)
+    ok = _Toy(("loss/a", "loss/b"), {"loss/a": 1.0, "loss/b": 0.0, "loss/unused_but_zero": 0.0})
+    train(ok, {"x": Stream([0, 0], 2)}, LoopConfig(steps=2, log_every=1), CPU)  # zero weights may go unused
