@@ -20,6 +20,7 @@ left out of the figures. Writes one JSON row (appended to ``--out``, keyed by it
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -109,6 +110,8 @@ def main() -> None:
     ap.add_argument("--no-amp", action="store_true", help="no bf16 autocast (CUDA only uses it)")
     ap.add_argument("--compile", action="store_true", help="torch.compile every network")
     ap.add_argument("--profile", action="store_true", help="also profile one step (torch.profiler)")
+    ap.add_argument("--image-size", type=int, default=0, help="override the preset's face size")
+    ap.add_argument("--shards", nargs=2, metavar=("LRW", "MSCELEB"), help="shard dirs to read (default: see above)")
     ap.add_argument("--corpus", default="data/corpus")
     ap.add_argument("--cache", default="benchmarks/.cache")
     ap.add_argument("--out", default="benchmarks/results/train.json")
@@ -117,7 +120,10 @@ def main() -> None:
 
     rank, world, dev = D.init_distributed(args.device)
     preset = PRESETS[args.preset]
-    lrw, celeb = shards_for(preset.image_size, ROOT / args.corpus, ROOT / args.cache)
+    if args.image_size:
+        preset = dataclasses.replace(preset, image_size=args.image_size)
+    lrw, celeb = (map(Path, args.shards) if args.shards
+                  else shards_for(preset.image_size, ROOT / args.corpus, ROOT / args.cache))
     data = DataSpec(str(lrw), str(celeb), batch_size=args.batch_size,
                     id_batch_size=args.id_batch_size or 2 * args.batch_size, num_workers=args.workers)
     sizes = {k: v for k, v in preset.to_dict().items() if k not in ("num_words", "num_ids", "num_speakers")}
@@ -155,7 +161,7 @@ def main() -> None:
     D.cleanup()
     if rank != 0:
         return
-    out = ROOT / args.out
+    out = Path(args.out) if Path(args.out).is_absolute() else ROOT / args.out
     rows = json.loads(out.read_text())["rows"] if out.exists() else []
     same = ("stage", "preset", "device", "world_size", "batch_size", "workers", "amp_bf16", "compile")
     rows = [r for r in rows if any(r.get(k) != row[k] for k in same)] + [row]

@@ -325,3 +325,23 @@ def test_loss_weights_must_match_the_losses(returns, weights, needle):
     assert needle in str(e.value)
     ok = _Toy(("loss/a", "loss/b"), {"loss/a": 1.0, "loss/b": 0.0, "loss/unused_but_zero": 0.0})
     train(ok, {"x": Stream([0, 0], 2)}, LoopConfig(steps=2, log_every=1), CPU)  # zero weights may go unused
+
+
+def test_training_benchmark_writes_its_fields(shards, tmp_path):
+    """benchmarks/train.py (the tool for the CPU and GPU throughput figures) runs a stage and writes its row."""
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    out = tmp_path / "train.json"
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train.py"), "--stage", "gen", "--image-size", "32",
+                        "--steps", "2", "--warmup", "1", "--batch-size", "2", "--workers", "0", "--profile",
+                        "--shards", str(shards / "lrw"), str(shards / "msceleb"), "--out", str(out)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["stage"] == "gen" and row["steps_timed"] == 2 and row["image_size"] == 32
+    assert 0 <= row["data_fraction"] <= 1 and row["steps_per_s"] > 0 and row["peak_mem_gb"] > 0
+    assert 0 < row["profile"]["matmul_conv_fraction"] <= 1 and row["profile"]["top_ops"]
