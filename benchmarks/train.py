@@ -36,7 +36,7 @@ from davs.data.spec import DataSpec, model_config_for
 from davs.models import DAVSConfig
 from davs.resources import lrw_words
 from davs.training import distributed as D
-from davs.training.loop import LoopConfig, train
+from davs.training.loop import LoopConfig, train, weighted_total
 from davs.training.runners import _streams
 from davs.training.tasks import DisentTask, GenTask, JointTask
 
@@ -85,7 +85,7 @@ def profile_step(task: torch.nn.Module, streams: dict, dev: torch.device, amp: b
         for phase in task.phases:
             with ctx:
                 out = task.losses(phase)
-            sum(weights[k] * v for k, v in out.items() if k.startswith("loss/")).backward()
+            weighted_total(task, phase, out, weights).backward()
         if dev.type == "cuda":
             torch.cuda.synchronize()
     key = "self_device_time_total" if dev.type == "cuda" else "self_cpu_time_total"

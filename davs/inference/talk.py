@@ -35,7 +35,7 @@ from davs.devices import resolve_device
 from davs.errors import DavsError
 from davs.inference.align import Alignment, FaceAligner, cut, mouth_mask, paste_change
 from davs.media import iter_audio, iter_video, video_fps, write_mp4
-from davs.models import DAVSConfig, load_nets
+from davs.models import DAVSConfig, generate_frames, load_nets
 from davs.tensors import to_images, to_uint8
 
 log = logging.getLogger(__name__)
@@ -275,9 +275,11 @@ class Talker:
     def _generate(self, crops: np.ndarray, words: torch.Tensor) -> np.ndarray:
         """crops (N, S, S, 3) uint8 aligned sources (or one, shared), words (N, D) -> (N, S, S, 3) uint8."""
         t0 = time.perf_counter()
-        idf = self.nets["Ep"](self._to_input(crops))
-        rep = (lambda x: x.expand(len(words), *x.shape[1:])) if len(crops) == 1 else (lambda x: x)  # noqa: E731
-        gen = self.nets["G"](rep(idf.fmap), [rep(s) for s in idf.skips], words)  # (N, 3, S, S)
+        ep, g, ref = self.nets["Ep"], self.nets["G"], self._to_input(crops)  # (1 | N, 3, S, S)
+        if len(crops) == 1:  # one face saying every word: Ep once
+            gen = generate_frames(ep, g, ref, words[None])[0]  # (1, N, D) -> (N, 3, S, S)
+        else:  # each frame its own reference
+            gen = generate_frames(ep, g, ref, words[:, None])[:, 0]  # (N, 1, D) -> (N, 3, S, S)
         out = to_uint8(gen).cpu().numpy()
         self.timing.model_s += time.perf_counter() - t0
         return out
