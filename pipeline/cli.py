@@ -99,6 +99,10 @@ def _main(argv: list[str] | None) -> int:
     g.add_argument("--device", default="auto", help="auto, cpu or cuda")
     g.add_argument("--batch-size", type=int, default=64, help="frames generated per forward pass")
     g.add_argument("--fps", type=float, default=25.0, help="output frame rate (the model runs at 25 fps)")
+    g.add_argument("--finetune-steps", type=int, default=0,
+                   help="Adam steps adapting Ep and G to the face before it talks (the official DAVS: 5; default 0)")
+    g.add_argument("--word-scale", type=float, default=1.0,
+                   help="multiply the word features by this (the official DAVS: 1.5 for audio, 0.8 for video; default 1)")
     args = ap.parse_args(argv)
     _setup_logging(args.verbose)
     log = logging.getLogger("davs")

@@ -17,11 +17,13 @@ log = logging.getLogger("davs.generate")
 def run(args: argparse.Namespace) -> int:
     from davs.errors import DavsError
     from davs.inference import Talker
-    from davs.inference.talk import check_request
+    from davs.inference.talk import TalkOptions, check_request
 
     try:
         check_request(args.face, args.out, args.audio, args.driving_video, args.fps, args.batch_size)
-        talker = Talker(args.checkpoint, args.device, args.batch_size)
+        options = TalkOptions(finetune_steps=args.finetune_steps, word_scale=args.word_scale)
+        options.check()
+        talker = Talker(args.checkpoint, args.device, args.batch_size, options=options)
         res = talker.generate(args.face, args.out, audio_path=args.audio, driving_video=args.driving_video,
                               fps=args.fps)
     except DavsError as e:

@@ -15,7 +15,7 @@ from davs.synth.corpus import CorpusSpec, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = CorpusSpec(seed=3, num_words=3, speakers=3, test_only_speakers=1, train_per_word=6, val_per_word=2,
-                  test_per_word=3, msceleb_identities=4, msceleb_images=8, workers=2,
+                  test_per_word=3, msceleb_identities=4, msceleb_images=8, workers=1,
                   words=("ABOUT", "MONEY", "SCHOOL"))
 
 torch.set_num_threads(2)
@@ -29,9 +29,12 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-LRW_CFG = LRWIngestConfig(image_size=32, shard_max_samples=8, min_shards=2, workers=2)
+# One worker: in this process (a pool of spawned workers costs ~4 s to start per call, 8x the work here).
+# The tests that are about worker processes ask for them (test_shard_set_identity_depends_only_on_the_data,
+# the ingestion SIGKILL / SIGTERM tests, test_corpus_is_identical_across_runs_with_worker_processes).
+LRW_CFG = LRWIngestConfig(image_size=32, shard_max_samples=8, min_shards=2, workers=1)
 CELEB_CFG = CelebIngestConfig(image_size=32, min_per_identity=5, val_per_identity=2, test_per_identity=2,
-                              shard_max_samples=8, min_shards=2, workers=2)
+                              shard_max_samples=8, min_shards=2, workers=1)
 
 
 @pytest.fixture(scope="session")

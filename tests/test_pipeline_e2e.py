@@ -31,6 +31,7 @@ TINY_PARAMS = {
     "gen.batch_size": 4, "joint.id_batch_size": 8, "disent.id_batch_size": 8,
     "joint.num_workers": 0, "disent.num_workers": 0, "gen.num_workers": 0,
     "eval.batch_size": 4, "eval.num_samples": 1,
+    "synth.workers": 1, "ingest.workers": 1,  # in process: worker pools are tested in test_faults / test_ingest
     "judges.width": 8, "judges.embed_dim": 16, "judges.mouth_steps": 5, "judges.sync_steps": 5, "judges.sync_batch": 8,
 }
 
@@ -134,7 +135,7 @@ def _group_alive(pgid: int) -> list[int]:
 
 
 def test_sigterm_during_every_stage(repo, venv_env, tmp_path):
-    """Each stage's command, SIGTERMed once it has started working, exits (143, or 0 if it finished first),
+    """Each stage's command, SIGTERMed once it has started working, exits (143; 0 or killed by the signal if it finished first),
     leaves no process of its group behind and no temporary or staging file, and every output is still what
     dvc.lock records (a killed stage publishes nothing partial). The one exception is by design: the
     training stages' live metrics (dvclive/<stage>) are written as training goes."""
@@ -150,7 +151,12 @@ def test_sigterm_during_every_stage(repo, venv_env, tmp_path):
         time.sleep(1.0)  # into the stage's work
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(timeout=120)
-        assert rc in (0, 143), (name, rc, log.read_text()[-3000:])
+        # 143: the CLI's handler unwound the work; 0: the work ended before the signal. -15: the signal landed
+        # so late in interpreter shutdown that CPython had already put back the default handler (a shell shows
+        # that as 143 too); the work was over, so no error was logged, and the checks below hold as for 143.
+        text = log.read_text()
+        late = rc == -signal.SIGTERM and " done: " in text and "Traceback" not in text and " ERROR " not in text
+        assert rc in (0, 143) or late, (name, rc, text[-3000:])
         assert "Traceback" not in log.read_text(), (name, log.read_text()[-3000:])
         deadline = time.time() + 15
         while _group_alive(proc.pid) and time.time() < deadline:

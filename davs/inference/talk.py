@@ -16,12 +16,14 @@ and the device are checked before any of that starts.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +36,7 @@ from davs.data.features import SAMPLE_RATE, mfcc_windows_span, read_zero_padded
 from davs.devices import resolve_device
 from davs.errors import DavsError
 from davs.inference.align import Alignment, FaceAligner, cut, mouth_mask, paste_change
+from davs.inference.finetune import OFFICIAL_LR, OFFICIAL_MOUTH_WEIGHT, finetune, restore, snapshot
 from davs.media import iter_audio, iter_video, video_fps, write_mp4
 from davs.models import DAVSConfig, generate_frames, load_nets
 from davs.tensors import to_images, to_uint8
@@ -191,29 +194,55 @@ def _load_video(path: str | Path, workdir: Path, name: str) -> FrameFile:
     return store
 
 
+@dataclass(frozen=True)
+class TalkOptions:
+    """Inference options of the official DAVS, off by default (measured in ``benchmarks/inference_options.py``).
+
+    ``finetune_steps``: Adam steps adapting Ep and G to the reference face before it talks
+    (:mod:`davs.inference.finetune`; the official code takes 5). ``word_scale``: word features are multiplied
+    by it before G (the official code: 1.5 for audio, 0.8 for a driving video)."""
+
+    finetune_steps: int = 0
+    finetune_lr: float = OFFICIAL_LR
+    finetune_mouth_weight: float = OFFICIAL_MOUTH_WEIGHT
+    word_scale: float = 1.0
+
+    def check(self) -> None:
+        if not isinstance(self.finetune_steps, int) or not 0 <= self.finetune_steps <= 1000:
+            raise GenerateError(f"--finetune-steps must be an integer in [0, 1000] (got {self.finetune_steps})")
+        for name, lo, hi in (("finetune_lr", 0.0, 1.0), ("finetune_mouth_weight", 0.0, 1.0), ("word_scale", 0.0, 10.0)):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
+                raise GenerateError(f"--{name.replace('_', '-')} must be in [{lo:g}, {hi:g}] (got {v})")
+
+
 class Talker:
     """A trained generator (``models/gen.pt``: Ev_w, Ea_w, Ep, G) that makes faces talk."""
 
     PARTS = ("Ev_w", "Ea_w", "Ep", "G")
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", batch_size: int = 64,
-                 use_landmarks: bool = True) -> None:
+                 use_landmarks: bool = True, options: TalkOptions | None = None) -> None:
         path = Path(checkpoint)
         if not path.exists():
             raise GenerateError(f"checkpoint {path} not found: train the pipeline first (dvc repro) or pass --checkpoint")
         dev = resolve_device(device)
-        self._setup(load_model(path, device=dev), dev, batch_size, use_landmarks, f"checkpoint {path}")
+        self._setup(load_model(path, device=dev), dev, batch_size, use_landmarks, f"checkpoint {path}", options)
 
     @classmethod
-    def from_model(cls, model: dict, device: torch.device, batch_size: int = 64, use_landmarks: bool = True) -> Talker:
+    def from_model(cls, model: dict, device: torch.device, batch_size: int = 64, use_landmarks: bool = True,
+                   options: TalkOptions | None = None) -> Talker:
         """A Talker over an already loaded model file (:func:`davs.checkpoint.load_model`)."""
         self = cls.__new__(cls)
-        self._setup(model, device, batch_size, use_landmarks, "model")
+        self._setup(model, device, batch_size, use_landmarks, "model", options)
         return self
 
-    def _setup(self, model: dict, device: torch.device, batch_size: int, use_landmarks: bool, source: str) -> None:
+    def _setup(self, model: dict, device: torch.device, batch_size: int, use_landmarks: bool, source: str,
+               options: TalkOptions | None) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise GenerateError(f"--batch-size must be a positive integer (got {batch_size})")
+        self.options = options or TalkOptions()
+        self.options.check()
         self.device, self.batch_size = device, batch_size
         self.nets = load_nets(model, self.PARTS, device, source)
         self.cfg = DAVSConfig.from_dict(model["model_config"])
@@ -265,6 +294,28 @@ class Talker:
         """An aligned face crop (S, S, 3) uint8 saying ``words`` (n, D) -> (n, S, S, 3) uint8 crops."""
         return np.concatenate([self._generate(crop[None], w) for w in _batches(words, self.batch_size)])
 
+    @contextmanager
+    def adapted(self, crop: np.ndarray, word: torch.Tensor) -> Iterator[None]:
+        """Within the block, Ep and G are fine-tuned on the aligned reference crop (S, S, 3) uint8 with the word
+        feature (D,) (``options.finetune_steps`` steps, the official test-time fine-tune); the trained
+        weights are back afterwards. Without fine-tune steps, nothing changes."""
+        if self.options.finetune_steps == 0:
+            yield
+            return
+        nets = (self.nets["Ep"], self.nets["G"])
+        saved = snapshot(*nets)
+        try:
+            t0 = time.perf_counter()
+            o = self.options
+            losses = finetune(*nets, self._to_input(crop[None]), word[None], self.cfg.mouth_box, o.finetune_steps,
+                              o.finetune_lr, o.finetune_mouth_weight)
+            self.timing.model_s += time.perf_counter() - t0
+            log.info("fine-tuned Ep and G on the reference face: %d steps, weighted L1 %.4f -> %.4f",
+                     len(losses), losses[0], losses[-1])
+            yield
+        finally:
+            restore(nets, saved)
+
     def _crops(self, frames: FrameFile, aligns: list[Alignment]) -> Callable[[int, int], torch.Tensor]:
         def inputs(lo: int, hi: int) -> torch.Tensor:
             return self._to_input(np.stack([cut(frames[i], aligns[i]) for i in range(lo, hi)]))  # (hi - lo, 3, S, S)
@@ -276,6 +327,8 @@ class Talker:
         """crops (N, S, S, 3) uint8 aligned sources (or one, shared), words (N, D) -> (N, S, S, 3) uint8."""
         t0 = time.perf_counter()
         ep, g, ref = self.nets["Ep"], self.nets["G"], self._to_input(crops)  # (1 | N, 3, S, S)
+        if self.options.word_scale != 1.0:
+            words = words * self.options.word_scale
         if len(crops) == 1:  # one face saying every word: Ep once
             gen = generate_frames(ep, g, ref, words[None])[0]  # (1, N, D) -> (N, 3, S, S)
         else:  # each frame its own reference
@@ -337,12 +390,15 @@ class Talker:
                     raise GenerateError(f"audio is {audio.samples / SAMPLE_RATE * 1000:.0f} ms long: "
                                         "shorter than one frame (40 ms)")
                 words = self._chunked("Ea_w", self._mfcc(audio.read), n)
+            first, words = _peek(words)
             if photo is not None:
+                ref_crop = cut(photo, align)
                 frames = self.render_photo(photo, align, words)
             else:  # loop the face video back and forth to cover the audio (as Wav2Lip does)
                 face = _load_video(face_path, work, "face")
                 stores.append(face)
                 aligns = self._track((face[i] for i in range(len(face))), "the face input")
+                ref_crop = cut(face[0], aligns[0])
                 m = len(face)
                 pingpong = np.r_[np.arange(m), np.arange(m - 2, 0, -1)] if m > 2 else np.arange(m)
                 frames = self.render_video(face, pingpong[np.arange(n) % len(pingpong)], aligns, words)
@@ -350,10 +406,11 @@ class Talker:
             if fps != MODEL_FPS:
                 frames = resample_stream(frames, MODEL_FPS, fps, n_out)
             stop = int(round(n / MODEL_FPS * SAMPLE_RATE))
-            try:
-                write_mp4(out, frames, fps=int(round(fps)), audio=audio.chunks(stop), sample_rate=SAMPLE_RATE)
-            except OSError as e:
-                raise GenerateError(f"cannot write {out}: {e}") from None
+            with self.adapted(ref_crop, first[0]):
+                try:
+                    write_mp4(out, frames, fps=int(round(fps)), audio=audio.chunks(stop), sample_rate=SAMPLE_RATE)
+                except OSError as e:
+                    raise GenerateError(f"cannot write {out}: {e}") from None
         finally:
             for s in stores:
                 s.close()
@@ -361,6 +418,13 @@ class Talker:
         self.timing.total_s += time.perf_counter() - t0
         return {"out": str(out), "frames": n_out, "fps": fps, "seconds": round(n / MODEL_FPS, 3),
                 "mode": "video" if driving_video is not None else "audio"}
+
+
+def _peek(chunks: Iterable[torch.Tensor]) -> tuple[torch.Tensor, Iterator[torch.Tensor]]:
+    """The first chunk of a stream, and the whole stream again."""
+    it = iter(chunks)
+    first = next(it)
+    return first, itertools.chain([first], it)
 
 
 def _batches(words: torch.Tensor | Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor]:

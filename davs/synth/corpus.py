@@ -22,7 +22,9 @@ import json
 import logging
 import math
 import os
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -254,10 +256,11 @@ def _generate(out: Path, vocab: list[str], spec: CorpusSpec) -> dict:
     workers = spec.workers or os.cpu_count() or 1
     log.info("synth: %d words, %d clips, %d MS-Celeb identities, %d workers", len(words), len(jobs),
              spec.msceleb_identities, workers)
-    with process_pool(workers) as pool:
-        meta = list(tqdm(pool.map(_run_clip, [(j, spec) for j in jobs], chunksize=4), total=len(jobs),
-                         desc="synth LRW clips", unit="clip"))
-        celeb = list(tqdm(pool.map(_run_celeb, [(i, spec) for i in range(spec.msceleb_identities)]),
+    with process_pool(workers) if workers > 1 else nullcontext() as pool:  # one worker: in this process
+        run = partial(pool.map, chunksize=4) if pool is not None else map
+        meta = list(tqdm(run(_run_clip, [(j, spec) for j in jobs]), total=len(jobs), desc="synth LRW clips",
+                         unit="clip"))
+        celeb = list(tqdm(run(_run_celeb, [(i, spec) for i in range(spec.msceleb_identities)]),
                           total=spec.msceleb_identities, desc="synth MS-Celeb ids", unit="id"))
     spk = lrw / "speakers.csv"
     tmp = atomic_path(spk)
