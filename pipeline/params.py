@@ -40,6 +40,7 @@ class DataParams(_Section):
     shards_dir: str
     image_size: Pos
     crop_box: tuple[NonNeg, NonNeg, Pos]  # (top, left, size) on the source frame
+    face_align: Literal["fixed", "landmarks"]  # LRW ingestion: crop_box on every frame, or dlib landmarks
     mouth_box: tuple[Frac, Frac, Frac, Frac]  # (y0, x0, y1, x1) relative to the crop
     num_frames: Pos  # frames per clip used for training (DAVS: 25)
     frame_offset: NonNeg  # first frame used (DAVS: 2)

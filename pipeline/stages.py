@@ -71,7 +71,7 @@ def lrw_ingest_config(p: Params):  # noqa: ANN201
 
     i = p.ingest
     return LRWIngestConfig(
-        crop_box=tuple(p.data.crop_box), image_size=p.data.image_size, mfcc_frames=p.data.mfcc_frames,
+        crop_box=tuple(p.data.crop_box), face_align=p.data.face_align, image_size=p.data.image_size, mfcc_frames=p.data.mfcc_frames,
         mfcc_coeffs=p.data.mfcc_coeffs, frame_format=i.frame_format, jpeg_quality=i.jpeg_quality,
         shard_max_samples=i.shard_max_samples, min_shards=i.min_shards, max_clips_per_word=i.max_clips_per_word,
         max_bad_fraction=i.max_bad_fraction, workers=i.workers,

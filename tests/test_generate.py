@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from davs.inference.face_detect import FaceDetector
+from davs.face.detect import FaceDetector
 from davs.media import read_audio, write_mp4
 from davs.synth.espeak import Voice, synthesize
 from davs.synth.face import FaceRenderer, Identity, Scene
@@ -141,8 +141,8 @@ def test_real_photo_changes_only_the_mouth(tiny_models, media, real_photo):
     import cv2
 
     from davs.data.features import SAMPLE_RATE
+    from davs.face.align import TEMPLATE, cut, mouth_mask
     from davs.inference import Talker
-    from davs.inference.align import TEMPLATE, cut, mouth_mask
 
     t = Talker(tiny_models[0] / "gen.pt", "cpu", batch_size=16)
     photo = np.asarray(Image.open(real_photo).convert("RGB"))

@@ -13,7 +13,7 @@ import pytest
 from davs.data.features import align_audio, mfcc_windows, word_mask
 from davs.data.ingest import IngestError, ingest_lrw, ingest_msceleb
 from davs.data.loader import LRWDecode, decode_celeb, make_loader
-from davs.data.lrw import BadSample, list_clips, parse_duration, read_clip
+from davs.data.lrw import BadSample, ClipRef, list_clips, parse_duration, read_clip
 from davs.data.msceleb import decode_row, read_recordio, write_recordio
 from davs.media import write_mp4
 from davs.resources import lrw_words
@@ -301,3 +301,53 @@ def test_synth_writes_only_a_marker_when_real_data_is_set(tmp_path):
         "corpus_dir": str(tmp_path / "corpus")})})
     assert synth(p) == {}
     assert [f.name for f in (tmp_path / "corpus").iterdir()] == ["SKIPPED"]
+
+
+def _real_face_clip(root: Path, drift: float) -> ClipRef:
+    """An LRW-format clip of a real face (scikit-image's astronaut) that slides ``drift`` px per frame."""
+    import cv2
+    from skimage import data
+
+    face = cv2.resize(data.astronaut()[20:260, 130:370], (256, 256), interpolation=cv2.INTER_AREA)
+    frames = [cv2.warpAffine(face, np.float64([[1, 0, (i - 14) * drift], [0, 1, (i - 14) * drift / 2]]), (256, 256),
+                             borderMode=cv2.BORDER_REPLICATE) for i in range(29)]
+    d = root / "ABOUT" / "test"
+    d.mkdir(parents=True)
+    t = np.arange(29 * 640) / 16000
+    write_mp4(d / "ABOUT_00001.mp4", np.stack(frames), fps=25, audio=(0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32))
+    (d / "ABOUT_00001.txt").write_text("Text:  ABOUT\nConf:  1\n\nDuration: 0.40 seconds\n")
+    return ClipRef(str(d / "ABOUT_00001.mp4"), "ABOUT", "test", 1, "")
+
+
+def test_landmark_alignment_puts_eyes_and_mouth_on_the_template(tmp_path):
+    """data.face_align: landmarks (real LRW) aligns every frame on dlib's eyes and mouth: on a real face that
+    slides 42 px across the clip, the crops' landmarks sit on the training template and the crops hardly
+    move; the fixed crop_box lets the face slide through it."""
+    from davs.face.align import TEMPLATE, FaceAligner
+
+    ref = _real_face_clip(tmp_path, drift=1.5)
+    size = 128
+    aligned = read_clip(ref, LRW_CFG.crop_box, size, face_align="landmarks").frames
+    fixed = read_clip(ref, (48, 48, 160), size).frames
+    assert aligned.shape == fixed.shape == (29, size, size, 3)
+    probe = FaceAligner(size)
+    for i in (0, 14, 28):
+        pts = probe.points(aligned[i])
+        assert pts is not None, i
+        err = np.abs(pts - TEMPLATE * size).max()
+        assert err < 0.04 * size, (i, pts, TEMPLATE * size)  # within 5 px of 128
+    move = lambda x: np.abs(x[0].astype(float) - x[-1].astype(float)).mean()  # noqa: E731 - first vs last crop
+    assert move(aligned) < move(fixed) / 3, (move(aligned), move(fixed))
+    with pytest.raises(ValueError, match="face_align"):
+        read_clip(ref, LRW_CFG.crop_box, size, face_align="eyes")
+
+
+def test_landmark_alignment_without_a_face_is_a_bad_sample(tmp_path):
+    d = tmp_path / "ABOUT" / "test"
+    d.mkdir(parents=True)
+    write_mp4(d / "ABOUT_00001.mp4", np.full((29, 256, 256, 3), 120, np.uint8), fps=25,
+              audio=np.full(29 * 640, 0.1, np.float32))
+    (d / "ABOUT_00001.txt").write_text("Duration: 0.40 seconds\n")
+    with pytest.raises(BadSample, match="no face found"):
+        read_clip(ClipRef(str(d / "ABOUT_00001.mp4"), "ABOUT", "test", 1, ""), LRW_CFG.crop_box, 64,
+                  face_align="landmarks")

@@ -40,7 +40,8 @@ class IngestError(DavsError, RuntimeError):
 
 @dataclass(frozen=True)
 class LRWIngestConfig:
-    crop_box: tuple[int, int, int] = (40, 48, 160)
+    crop_box: tuple[int, int, int] = (40, 48, 160)  # face_align "fixed": (top, left, side) of every frame
+    face_align: str = "fixed"  # "fixed" | "landmarks" (davs.data.lrw.align_faces)
     image_size: int = 64
     mfcc_frames: int = 20
     mfcc_coeffs: int = 12
@@ -184,7 +185,8 @@ class QualityReport:
 def _lrw_sample(args: tuple[ClipRef, LRWIngestConfig, dict[str, int], dict[str, int]]) -> tuple[ClipRef, dict | str]:
     ref, cfg, vocab, speakers = args
     try:
-        clip = read_clip(ref, cfg.crop_box, cfg.image_size, cfg.mfcc_frames, cfg.mfcc_coeffs)
+        clip = read_clip(ref, cfg.crop_box, cfg.image_size, cfg.mfcc_frames, cfg.mfcc_coeffs,
+                         face_align=cfg.face_align)
     except BadSample as e:
         return ref, str(e)
     frames = (

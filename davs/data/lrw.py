@@ -117,6 +117,27 @@ def crop_resize(frames: np.ndarray, crop_box: tuple[int, int, int], size: int) -
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in crop])
 
 
+FACE_ALIGN = ("fixed", "landmarks")
+_ALIGNERS: dict[int, object] = {}  # image size -> FaceAligner, one per process (dlib's models do not pickle)
+
+
+def align_faces(frames: np.ndarray, size: int) -> np.ndarray:
+    """(T, H, W, 3) frames -> (T, size, size, 3) crops aligned on facial landmarks (eye centres and mouth
+    centre onto the training crop's template, as the official DAVS preprocessing does; a Haar face box where
+    dlib finds no landmarks), gap-filled and median-smoothed over time. BadSample where no face is found."""
+    from davs.face.align import FaceAligner, cut
+
+    aligner = _ALIGNERS.get(size)
+    if aligner is None:
+        aligner = _ALIGNERS[size] = FaceAligner(size, upsample=0)  # LRW's faces are large: no upsampling
+    aligns, missing = aligner.track(frames)
+    if not aligns:
+        raise BadSample("no face found (face_align: landmarks)")
+    if missing:
+        raise BadSample(f"no face found in frames {', '.join(map(str, missing[:10]))} (face_align: landmarks)")
+    return np.stack([cut(f, a) for f, a in zip(frames, aligns, strict=True)])
+
+
 def read_clip(
     ref: ClipRef,
     crop_box: tuple[int, int, int],
@@ -125,8 +146,13 @@ def read_clip(
     mfcc_coeffs: int = 12,
     expected_frames: tuple[int, ...] = (29, 30),
     fps: float = 25.0,
+    face_align: str = "fixed",
 ) -> Clip:
-    """Decode and validate one LRW clip; raises :class:`BadSample` with the reason."""
+    """Decode and validate one LRW clip; raises :class:`BadSample` with the reason. ``face_align``: "fixed"
+    cuts ``crop_box`` (top, left, side) from every frame (LRW's faces are roughly centred); "landmarks" aligns
+    every frame on its facial landmarks (:func:`align_faces`)."""
+    if face_align not in FACE_ALIGN:
+        raise ValueError(f"face_align must be one of {FACE_ALIGN} (got {face_align!r})")
     import decord
 
     duration = parse_duration(Path(ref.path).with_suffix(".txt"))
@@ -156,7 +182,7 @@ def read_clip(
     if len(audio) < 0.9 * need:
         raise BadSample(f"audio too short: {len(audio)} samples for {n} frames ({need} expected)")
     audio = align_audio(audio, n, fps)
-    faces = crop_resize(frames, crop_box, image_size)
+    faces = crop_resize(frames, crop_box, image_size) if face_align == "fixed" else align_faces(frames, image_size)
     mfcc = mfcc_windows(audio, n, fps, mfcc_frames, mfcc_coeffs)
     if not np.isfinite(mfcc).all():
         raise BadSample("non-finite MFCC (silent or broken audio)")

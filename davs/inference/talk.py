@@ -1,7 +1,7 @@
 """``Talker``: a trained DAVS model that animates a face from audio (or from a driving video).
 
 Pipeline: decode the media (PyAV: any container, codec, sample rate) -> align the face on landmarks
-(:mod:`davs.inference.align`) -> for every output frame at 25 fps, the MFCC window of the audio (or the
+(:mod:`davs.face.align`) -> for every output frame at 25 fps, the MFCC window of the audio (or the
 video word features of the driving face) -> G(identity of the aligned source crop, word feature) -> the
 change G makes to the crop, added to the source frame at its own resolution and only inside the mouth
 region (every other pixel is the input's own) -> H.264 + AAC mp4 with the input audio.
@@ -35,7 +35,7 @@ from davs.checkpoint import load_model
 from davs.data.features import SAMPLE_RATE, mfcc_windows_span, read_zero_padded
 from davs.devices import resolve_device
 from davs.errors import DavsError
-from davs.inference.align import Alignment, FaceAligner, cut, mouth_mask, paste_change
+from davs.face.align import Alignment, FaceAligner, cut, mouth_mask, paste_change
 from davs.inference.finetune import OFFICIAL_LR, OFFICIAL_MOUTH_WEIGHT, finetune, restore, snapshot
 from davs.media import iter_audio, iter_video, video_fps, write_mp4
 from davs.models import DAVSConfig, generate_frames, load_nets

@@ -1,4 +1,4 @@
-"""Face detection with OpenCV's Haar cascades: the fallback of :mod:`davs.inference.align` where dlib's
+"""Face detection with OpenCV's Haar cascades: the fallback of :mod:`davs.face.align` where dlib's
 landmark model finds no face (drawn faces, such as the embedded corpus's).
 
 Why Haar: the cascades ship inside the ``opencv-python-headless`` wheel (``cv2.data.haarcascades``), so

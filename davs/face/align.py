@@ -1,4 +1,5 @@
-"""Face alignment for inference: where the training crop lies in a photo, as a similarity transform.
+"""Face alignment: where the training crop lies in a frame or photo, as a similarity transform (used by
+inference, and by LRW ingestion with ``face_align: landmarks``).
 
 With a landmark model, three points (the eye centres and the mouth centre, as the official DAVS aligns
 its faces) are mapped by least squares onto where they sit in a training crop, so the generator's mouth
@@ -6,7 +7,7 @@ lands on the photo's lips. The landmark model is dlib's 68-point shape predictor
 detector: ``dlib-bin`` ships the library and ``face-recognition-models`` the weights, both from PyPI,
 nothing downloaded at run time. Where dlib finds no face (the embedded corpus's drawn faces, which its
 detector mostly misses) or is not installed, the OpenCV Haar box is mapped to the crop by a fixed
-scale and offset instead (:class:`~davs.inference.face_detect.FaceDetector`).
+scale and offset instead (:class:`~davs.face.detect.FaceDetector`).
 
 An alignment is a 2x3 affine matrix from frame pixels to crop pixels of an ``size`` x ``size`` crop.
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from davs.inference.face_detect import FaceDetector, long_gaps
+from davs.face.detect import FaceDetector, long_gaps
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,10 @@ def box_matrix(box: np.ndarray, size: int) -> np.ndarray:
 class FaceAligner:
     """Landmark alignment (dlib) with a Haar-box fallback."""
 
-    def __init__(self, size: int, use_landmarks: bool = True) -> None:
-        self.size = size
+    def __init__(self, size: int, use_landmarks: bool = True, upsample: int = 1) -> None:
+        """``upsample``: times dlib's HOG detector doubles the frame first (1 finds faces down to ~40 px;
+        0 is ~4x faster and finds faces from ~80 px, as in LRW's frames, and retries with 1 on a miss)."""
+        self.size, self.upsample = size, upsample
         self.haar = FaceDetector()
         self._dlib = None
         if use_landmarks:
@@ -83,7 +86,9 @@ class FaceAligner:
         if max(frame.shape[:2]) > 1024:  # HOG detection on a downscaled copy; landmarks at full resolution
             scale = 1024 / max(frame.shape[:2])
             small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        rects = det(np.ascontiguousarray(small), 1)
+        rects = det(np.ascontiguousarray(small), self.upsample)
+        if not rects and self.upsample < 1:
+            rects = det(np.ascontiguousarray(small), 1)
         if not rects:
             return None
         import dlib
