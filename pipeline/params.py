@@ -46,6 +46,7 @@ class DataParams(_Section):
     frame_offset: NonNeg  # first frame used (DAVS: 2)
     mfcc_frames: Pos
     mfcc_coeffs: Pos
+    mfcc_recipe: Literal["torchaudio", "syncnet"]  # davs.data.features: ours, or the official DAVS / SyncNet one
 
 
 class SynthParams(_Section):

@@ -71,8 +71,9 @@ def lrw_ingest_config(p: Params):  # noqa: ANN201
 
     i = p.ingest
     return LRWIngestConfig(
-        crop_box=tuple(p.data.crop_box), face_align=p.data.face_align, image_size=p.data.image_size, mfcc_frames=p.data.mfcc_frames,
-        mfcc_coeffs=p.data.mfcc_coeffs, frame_format=i.frame_format, jpeg_quality=i.jpeg_quality,
+        crop_box=tuple(p.data.crop_box), face_align=p.data.face_align, image_size=p.data.image_size,
+        mfcc_frames=p.data.mfcc_frames, mfcc_coeffs=p.data.mfcc_coeffs, mfcc_recipe=p.data.mfcc_recipe,
+        frame_format=i.frame_format, jpeg_quality=i.jpeg_quality,
         shard_max_samples=i.shard_max_samples, min_shards=i.min_shards, max_clips_per_word=i.max_clips_per_word,
         max_bad_fraction=i.max_bad_fraction, workers=i.workers,
     )
@@ -146,7 +147,7 @@ def model_sizes(p: Params) -> dict:
     m = p.model
     return dict(image_size=p.data.image_size, feat_dim=m.feat_dim, width=m.width, gen_width=m.gen_width,
                 disc_width=m.disc_width, mfcc_frames=p.data.mfcc_frames, mfcc_coeffs=p.data.mfcc_coeffs,
-                window=m.window, audio_conditioned_disc=m.audio_conditioned_disc, mouth_box=tuple(p.data.mouth_box))
+                mfcc_recipe=p.data.mfcc_recipe, window=m.window, audio_conditioned_disc=m.audio_conditioned_disc, mouth_box=tuple(p.data.mouth_box))
 
 
 def model_config(p: Params):  # noqa: ANN201

@@ -77,23 +77,42 @@ def test_model_mismatch_is_a_clear_error(trained):
         load_model(out / "junk.pt", cfg)
 
 
-def test_resume_after_kill_matches_an_uninterrupted_run(shards, tmp_path):
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(shards, tmp_path, caplog):
     data = _data(shards)
     cfg = model_config_for(data, **SIZES)
+    logs: dict[str, list] = {}
 
-    def run(steps, ckpt, out):
-        loop = LoopConfig(steps=steps, log_every=2, val_every=100, ckpt_every=2, checkpoint=str(ckpt))
-        run_joint(data, cfg, loop, JointHParams(), out, CPU)
+    def run(ckpt, out, kill_at=None):
+        loop = LoopConfig(steps=6, log_every=2, val_every=3, ckpt_every=2, checkpoint=str(ckpt))
+        logs[out.stem] = []
+
+        def callback(s, m):
+            if s == kill_at:
+                raise _Killed
+            logs[out.stem].append((s, m))
+
+        run_joint(data, cfg, loop, JointHParams(), out, CPU, callback)
         return load_model(out)["nets"]
 
-    straight = run(6, tmp_path / "a" / "last.pt", tmp_path / "a.pt")
-    run(4, tmp_path / "b" / "last.pt", tmp_path / "b4.pt")  # "killed" after step 4 (its last checkpoint)
-    ck = load_checkpoint(tmp_path / "b" / "last.pt")
-    assert ck["step"] == 4
-    resumed = run(6, tmp_path / "b" / "last.pt", tmp_path / "b.pt")
+    straight = run(tmp_path / "a" / "last.pt", tmp_path / "a.pt")
+    with pytest.raises(_Killed):  # killed during step 6, after the step-4 checkpoint
+        run(tmp_path / "b" / "last.pt", tmp_path / "b.pt", kill_at=6)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 4
+    with caplog.at_level("INFO"):
+        resumed = run(tmp_path / "b" / "last.pt", tmp_path / "b.pt")
+    assert "at step 4" in caplog.text
     for part in straight:
         for k, v in straight[part].items():
             torch.testing.assert_close(v, resumed[part][k], msg=f"{part}.{k} differs after resume")
+    # the live metrics too: the resumed run replays the records logged before its checkpoint (DVC deleted the
+    # killed run's dvclive/ before the rerun), so its callback sees what the uninterrupted run's saw
+    clean = lambda log: [(s, {k: v for k, v in m.items() if not k.startswith("perf/")}) for s, m in log]  # noqa: E731
+    assert [s for s, _ in logs["a"]] == [2, 3, 4, 6, 6]
+    assert clean(logs["b"]) == clean(logs["a"])
     # a checkpoint written with other params is not resumed from
     other = replace(cfg, feat_dim=16)
     loop = LoopConfig(steps=2, ckpt_every=2, val_every=100, checkpoint=str(tmp_path / "b" / "last.pt"))

@@ -45,6 +45,7 @@ class LRWIngestConfig:
     image_size: int = 64
     mfcc_frames: int = 20
     mfcc_coeffs: int = 12
+    mfcc_recipe: str = "torchaudio"  # "torchaudio" | "syncnet" (davs.data.features)
     frame_format: str = "jpg"  # "jpg" | "npy"
     jpeg_quality: int = 92
     shard_max_samples: int = 128
@@ -186,7 +187,7 @@ def _lrw_sample(args: tuple[ClipRef, LRWIngestConfig, dict[str, int], dict[str, 
     ref, cfg, vocab, speakers = args
     try:
         clip = read_clip(ref, cfg.crop_box, cfg.image_size, cfg.mfcc_frames, cfg.mfcc_coeffs,
-                         face_align=cfg.face_align)
+                         face_align=cfg.face_align, mfcc_recipe=cfg.mfcc_recipe)
     except BadSample as e:
         return ref, str(e)
     frames = (

@@ -147,6 +147,7 @@ def read_clip(
     expected_frames: tuple[int, ...] = (29, 30),
     fps: float = 25.0,
     face_align: str = "fixed",
+    mfcc_recipe: str = "torchaudio",
 ) -> Clip:
     """Decode and validate one LRW clip; raises :class:`BadSample` with the reason. ``face_align``: "fixed"
     cuts ``crop_box`` (top, left, side) from every frame (LRW's faces are roughly centred); "landmarks" aligns
@@ -183,7 +184,7 @@ def read_clip(
         raise BadSample(f"audio too short: {len(audio)} samples for {n} frames ({need} expected)")
     audio = align_audio(audio, n, fps)
     faces = crop_resize(frames, crop_box, image_size) if face_align == "fixed" else align_faces(frames, image_size)
-    mfcc = mfcc_windows(audio, n, fps, mfcc_frames, mfcc_coeffs)
+    mfcc = mfcc_windows(audio, n, fps, mfcc_frames, mfcc_coeffs, mfcc_recipe)
     if not np.isfinite(mfcc).all():
         raise BadSample("non-finite MFCC (silent or broken audio)")
     return Clip(ref, faces, mfcc, word_mask(n, duration, fps), duration)

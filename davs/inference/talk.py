@@ -275,7 +275,8 @@ class Talker:
 
     def _mfcc(self, read: Callable[[int, int], np.ndarray]) -> Callable[[int, int], torch.Tensor]:
         def inputs(lo: int, hi: int) -> torch.Tensor:
-            m = mfcc_windows_span(read, lo, hi, MODEL_FPS, self.cfg.mfcc_frames, self.cfg.mfcc_coeffs)
+            m = mfcc_windows_span(read, lo, hi, MODEL_FPS, self.cfg.mfcc_frames, self.cfg.mfcc_coeffs,
+                                  self.cfg.mfcc_recipe)
             return torch.from_numpy(m).to(self.device)  # (hi - lo, F, C)
 
         return inputs

@@ -19,13 +19,14 @@ class DAVSConfig:
     num_speakers: int = 0  # LRW-side speaker labels, when the data has them (embedded corpus); 0 = none
     mfcc_frames: int = 20
     mfcc_coeffs: int = 12
+    mfcc_recipe: str = "torchaudio"  # how the audio was featurised (davs.data.features): inference must match
     window: int = 5  # frames seen by the temporal discriminator
     mouth_box: tuple[float, float, float, float] = (0.62, 0.25, 0.95, 0.75)  # relative (y0, x0, y1, x1)
     audio_conditioned_disc: bool = True
 
     # the fields the encoders and classifiers depend on (what disent / gen must share with joint)
     ENCODER_FIELDS = ("image_size", "feat_dim", "width", "num_words", "num_ids", "num_speakers", "mfcc_frames",
-                      "mfcc_coeffs", "mouth_box")
+                      "mfcc_coeffs", "mfcc_recipe", "mouth_box")
 
     @staticmethod
     def davs_size(num_words: int = 500, num_ids: int = 40145) -> DAVSConfig:

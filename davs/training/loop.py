@@ -173,18 +173,31 @@ def train(
     val_streams: dict[str, Callable[[], Any]] | None = None,
     callback: Callback | None = None,
 ) -> dict[str, float]:
-    """Run ``cfg.steps`` steps of ``task``; returns the last validation metrics."""
+    """Run ``cfg.steps`` steps of ``task``; returns the last validation metrics.
+
+    ``callback(step, metrics)`` receives every logged and validation record. The checkpoint keeps them, and a
+    resumed run replays them first, so the callback sees the same records as an uninterrupted run (DVC
+    deletes a stage's live-metrics output before it reruns; the replay rebuilds it identically)."""
     task.to(device)
     if cfg.compile:
         for m in task.children():
             m.compile()
     opts = make_optimizers(task, cfg)
     fp = fingerprint_of(cfg.fingerprint)
-    start = _resume(task, opts, streams, cfg, fp, device)
+    start, history = _resume(task, opts, streams, cfg, fp, device)
     D.broadcast_module(task)
     use_amp = cfg.amp and (device.type == "cuda" or cfg.amp_on_cpu)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
     main = D.is_main()
+    if main and callback:
+        for done, metrics in history:
+            callback(done, metrics)
+
+    def record(done: int, metrics: dict[str, float]) -> None:
+        history.append((done, {k: v if v is None else float(v) for k, v in metrics.items()}))
+        if callback:
+            callback(done, metrics)
+
     bar = tqdm(total=cfg.steps, initial=start, desc=type(task).__name__, unit="step", disable=None if main else True)
     meter = _Meter()
     val_metrics: dict[str, float] = {}
@@ -210,15 +223,13 @@ def train(
             metrics = meter.flush(device)
             if main:
                 log.info("step %d/%d %s", done, cfg.steps, " ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-                if callback:
-                    callback(done, metrics)
+                record(done, metrics)
         if val_streams and (done % cfg.val_every == 0 or done == cfg.steps) and main:
             val_metrics = _validate(task, val_streams, device)
             log.info("step %d val %s", done, " ".join(f"{k}={v:.4g}" for k, v in val_metrics.items()))
-            if callback:
-                callback(done, val_metrics)
+            record(done, val_metrics)
         if cfg.checkpoint and (done % cfg.ckpt_every == 0 or done == cfg.steps) and main:
-            _save(cfg.checkpoint, done, fp, task, opts, streams)
+            _save(cfg.checkpoint, done, fp, task, opts, streams, history)
     bar.close()
     if val_streams and not val_metrics and main:  # resumed a finished run: still report its metrics
         val_metrics = _validate(task, val_streams, device)
@@ -276,13 +287,14 @@ class _Meter:
 
 
 def _save(path: str, done: int, fp: str, task: Task, opts: dict[str, torch.optim.Optimizer],
-          streams: dict[str, Stream]) -> None:
-    """The resume checkpoint: weights, optimizers, where each stream is, and the RNG."""
+          streams: dict[str, Stream], history: list[tuple[int, dict[str, float]]]) -> None:
+    """The resume checkpoint: weights, optimizers, where each stream is, the RNG and the logged records."""
     save_checkpoint(path, {
         "step": done, "fingerprint": fp, "task": task.state_dict(),
         "optim": {k: o.state_dict() for k, o in opts.items()},
         "streams": {k: [s.current, s.consumed] for k, s in streams.items()},
         "rng": torch.get_rng_state(),
+        "history": [[s, m] for s, m in history],
     })
 
 
@@ -297,18 +309,20 @@ def _validate(task: Task, val_streams: dict[str, Callable[[], Any]], device: tor
     return out
 
 
-def _resume(task: Task, opts: dict, streams: dict[str, Stream], cfg: LoopConfig, fp: str, device: torch.device) -> int:
+def _resume(task: Task, opts: dict, streams: dict[str, Stream], cfg: LoopConfig, fp: str,
+            device: torch.device) -> tuple[int, list[tuple[int, dict[str, float]]]]:
+    """The step to start from and the records logged before it (a fresh start: 0 and none)."""
     torch.manual_seed(cfg.seed)
     if not cfg.checkpoint or not Path(cfg.checkpoint).exists():
         for s in streams.values():
             s.start(0, 0)
-        return 0
+        return 0, []
     ck = load_checkpoint(cfg.checkpoint, map_location=device)
     if ck.get("fingerprint") != fp:
         log.warning("ignoring %s: it was written by a run with other params or data", cfg.checkpoint)
         for s in streams.values():
             s.start(0, 0)
-        return 0
+        return 0, []
     task.load_state_dict(ck["task"])
     for k, o in opts.items():
         o.load_state_dict(ck["optim"][k])
@@ -317,4 +331,4 @@ def _resume(task: Task, opts: dict, streams: dict[str, Stream], cfg: LoopConfig,
         s.start(epoch, consumed)
     torch.set_rng_state(ck["rng"].cpu())
     log.info("resumed from %s at step %d", cfg.checkpoint, ck["step"])
-    return int(ck["step"])
+    return int(ck["step"]), [(int(s), dict(m)) for s, m in ck.get("history", [])]
