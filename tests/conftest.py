@@ -92,3 +92,19 @@ def venv_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
+
+
+def ingest_val_batch(corpus: Path, out: Path, **changes):  # noqa: ANN201
+    """Ingest the tiny corpus with LRW_CFG changed by ``changes`` into ``out``; returns its val split as one
+    loaded batch and the val clips' references by key."""
+    from dataclasses import replace
+
+    from davs.data.loader import LRWDecode, make_loader
+    from davs.data.lrw import list_clips
+
+    ingest_lrw(corpus / "lipread_mp4", out, out.parent / f"{out.name}.dq.json", replace(LRW_CFG, **changes), lrw_words())
+    refs = {r.key: r for r in list_clips(corpus / "lipread_mp4") if r.split == "val"}
+    loader, _ = make_loader(str(out / "val-*.tar"), LRWDecode(25, 2, 5, 0, None, False), batch_size=len(refs),
+                            train=False, num_samples=len(refs))
+    (batch,) = list(loader)
+    return batch, refs

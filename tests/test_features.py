@@ -67,21 +67,11 @@ def test_the_model_carries_its_recipe_to_inference(tiny_models, monkeypatch):
 
 def test_ingestion_writes_the_chosen_recipe(corpus, tmp_path):
     """ingest_lrw with mfcc_recipe: syncnet stores the syncnet windows of each clip's own audio."""
-    from dataclasses import replace
+    from davs.data.lrw import read_clip
 
-    from davs.data.ingest import ingest_lrw
-    from davs.data.loader import LRWDecode, make_loader
-    from davs.data.lrw import list_clips, read_clip
-    from davs.resources import lrw_words
+    from .conftest import LRW_CFG, ingest_val_batch
 
-    from .conftest import LRW_CFG
-
-    out = tmp_path / "syncnet"
-    ingest_lrw(corpus / "lipread_mp4", out, tmp_path / "dq.json", replace(LRW_CFG, mfcc_recipe="syncnet"), lrw_words())
-    refs = {r.key: r for r in list_clips(corpus / "lipread_mp4") if r.split == "val"}
-    loader, _ = make_loader(str(out / "val-*.tar"), LRWDecode(25, 2, 5, 0, None, False), batch_size=len(refs),
-                            train=False, num_samples=len(refs))
-    (b,) = list(loader)
+    b, refs = ingest_val_batch(corpus, tmp_path / "syncnet", mfcc_recipe="syncnet")
     for i, key in enumerate(b["key"]):
         ours = read_clip(refs[key], LRW_CFG.crop_box, LRW_CFG.image_size).mfcc[2:27]
         theirs = read_clip(refs[key], LRW_CFG.crop_box, LRW_CFG.image_size, mfcc_recipe="syncnet").mfcc[2:27]

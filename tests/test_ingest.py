@@ -273,14 +273,10 @@ def test_low_shot_tsv_and_recordio_ingest_like_the_aligned_tsv(corpus, tmp_path)
 
 def test_npy_frame_format_stores_the_exact_frames(corpus, shards, tmp_path):
     """``ingest.frame_format: npy`` keeps the reader's frames bit for bit (jpg is lossy); the loader reads both."""
-    from dataclasses import replace
+    from .conftest import ingest_val_batch
 
     out = tmp_path / "npy"
-    ingest_lrw(corpus / "lipread_mp4", out, tmp_path / "dq.json", replace(LRW_CFG, frame_format="npy"), lrw_words())
-    refs = {r.key: r for r in list_clips(corpus / "lipread_mp4") if r.split == "val"}
-    loader, _ = make_loader(str(out / "val-*.tar"), LRWDecode(25, 2, 5, 0, None, False), batch_size=len(refs),
-                            train=False, num_samples=len(refs))
-    (b,) = list(loader)
+    b, refs = ingest_val_batch(corpus, out, frame_format="npy")
     for i, key in enumerate(b["key"]):
         clip = read_clip(refs[key], LRW_CFG.crop_box, LRW_CFG.image_size)
         np.testing.assert_array_equal(b["frames"][i].numpy(), clip.frames[2:27])
