@@ -108,6 +108,7 @@ class JointParams(_TrainCommon):
     frame_sync_weight: NonNegF  # frame-level audio-visual synchronisation (InfoNCE) of per-frame word features
     margin: PosF
     domain_weight: NonNegF
+    domain_loss: Literal["confusion", "flip"]  # ours (probability to 1/2) or the official DAVS (flipped-label BCE)
     identity_weight: NonNegF
     warmup_steps: NonNeg  # contrastive and domain terms ramp in over these steps
 

@@ -191,7 +191,7 @@ def joint_hparams(p: Params):  # noqa: ANN201
 
     j = p.joint
     return JointHParams(lr=j.lr, contrastive=j.contrastive_weight, frame_sync=j.frame_sync_weight, margin=j.margin,
-                        domain=j.domain_weight, identity=j.identity_weight, warmup_steps=j.warmup_steps)
+                        domain=j.domain_weight, domain_loss=j.domain_loss, identity=j.identity_weight, warmup_steps=j.warmup_steps)
 
 
 def disent_hparams(p: Params):  # noqa: ANN201

@@ -131,6 +131,48 @@ def test_domain_confusion_minimal_at_half():
     assert domain_confusion_loss(torch.full((5,), 5.0), torch.full((5,), -5.0)).item() > 0.9
 
 
+def test_domain_flip_loss_is_the_discriminators_bce_with_labels_swapped():
+    """joint.domain_loss: flip (the official DAVS): the encoders minimise the discriminator's BCE with audio
+    labelled video and video labelled audio, so a discriminator that is right costs them most, one fooled
+    completely costs them least, and the gradient moves audio logits down and video logits up."""
+    import torch.nn.functional as F
+
+    from davs.losses import domain_flip_loss, domain_loss, gan_d_loss
+
+    la, lv = torch.randn(6), torch.randn(6)
+    want = 0.5 * (F.binary_cross_entropy_with_logits(la, torch.zeros(6)) + F.binary_cross_entropy_with_logits(lv, torch.ones(6)))
+    assert domain_flip_loss(la, lv).item() == pytest.approx(want.item(), rel=1e-6)
+    right, fooled = torch.full((5,), 5.0), torch.full((5,), -5.0)  # the discriminator calls audio "real" (1)
+    assert domain_flip_loss(right, fooled).item() > 4 > 0.01 > domain_flip_loss(fooled, right).item()
+    assert domain_flip_loss(la, lv).item() == pytest.approx(gan_d_loss(lv, la).item())
+    a, v = la.clone().requires_grad_(), lv.clone().requires_grad_()
+    domain_loss("flip", a, v).backward()
+    assert (a.grad > 0).all() and (v.grad < 0).all()  # descent lowers audio's logits, raises video's
+    assert domain_loss("confusion", la, lv).item() == pytest.approx(domain_confusion_loss(la, lv).item())
+    with pytest.raises(ValueError, match="domain loss"):
+        domain_loss("bce", la, lv)
+
+
+def test_joint_stage_trains_with_the_official_domain_loss(shards, tmp_path):
+    """A joint run with domain_loss: flip logs the flipped term (not the confusion one) and finishes."""
+    from davs.data.spec import DataSpec, model_config_for
+    from davs.training.loop import LoopConfig
+    from davs.training.runners import run_joint
+    from davs.training.tasks import JointHParams
+
+    from .conftest import CPU, SIZES
+
+    data = DataSpec(str(shards / "lrw"), str(shards / "msceleb"), batch_size=4, id_batch_size=8, num_workers=0)
+    cfg = model_config_for(data, **SIZES)
+    logs = []
+    loop = LoopConfig(steps=2, log_every=1, val_every=100)
+    for form in ("confusion", "flip"):
+        run_joint(data, cfg, loop, JointHParams(domain_loss=form, warmup_steps=0), tmp_path / f"{form}.pt", CPU,
+                  lambda s, m: logs.append(m["train/loss/domain_confusion"]) if "train/loss/domain_confusion" in m else None)
+    conf, flip = logs[:2], logs[2:]
+    assert all(0 <= x <= 1 for x in conf) and all(x > 0.3 for x in flip) and conf != flip, (conf, flip)
+
+
 def test_masked_l1_box():
     a, b = torch.zeros(1, 3, 10, 10), torch.zeros(1, 3, 10, 10)
     b[..., 6:, 2:8] = 1

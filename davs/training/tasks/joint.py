@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from davs.losses import domain_confusion_loss, gan_d_loss
+from davs.losses import domain_loss, gan_d_loss
 from davs.models import DAVSConfig
 from davs.training.tasks.base import ENCODERS, DAVSTask
 
@@ -19,6 +19,7 @@ class JointHParams:
     frame_sync: float = 0.5
     margin: float = 1.0
     domain: float = 0.1
+    domain_loss: str = "confusion"  # "confusion" (MSE of the discriminator's probability to 1/2) | "flip" (official)
     identity: float = 1.0
     warmup_steps: int = 200  # contrastive and domain terms ramp up linearly over these steps
 
@@ -57,7 +58,7 @@ class JointTask(DAVSTask):
             v, a = self._word_feats(lrw)
             out = self._embedding_losses(lrw, v, a, self.w.margin)
             mask = lrw["mask"]
-            out["loss/domain_confusion"] = domain_confusion_loss(dd(a[mask]), dd(v[mask]))
+            out["loss/domain_confusion"] = domain_loss(self.w.domain_loss, dd(a[mask]), dd(v[mask]))
             out |= self._identity_loss(self.batch["celeb"])
             self.cache["va"] = (v[mask].detach(), a[mask].detach())
             return out
