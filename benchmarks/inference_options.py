@@ -37,7 +37,7 @@ from davs.judges.data import load_clips
 from davs.judges.scores import judge_videos
 from davs.judges.train import load_judges
 from davs.models import generate_frames, load_nets
-from davs.tensors import to_images
+from davs.tensors import to_images, to_uint8
 from pipeline import paths
 from pipeline.params import load_params
 from pipeline.stages import data_spec
@@ -50,10 +50,6 @@ ROWS: dict[str, TalkOptions] = {
     "fine-tune 5": TalkOptions(finetune_steps=5),
     "fine-tune 5 + word x1.5 (official, audio)": TalkOptions(finetune_steps=5, word_scale=1.5),
 }
-
-
-def _u8(x: torch.Tensor) -> np.ndarray:
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
 
 
 def corpus_scores(p, model: dict, judges, opt: TalkOptions, dev: torch.device) -> dict[str, float]:  # noqa: ANN001
@@ -73,10 +69,10 @@ def corpus_scores(p, model: dict, judges, opt: TalkOptions, dev: torch.device) -
             finetune(nets["Ep"], nets["G"], ref, a[i : i + 1, 0], box, opt.finetune_steps, opt.finetune_lr,
                      opt.finetune_mouth_weight)
             with torch.no_grad():
-                auds.append(_u8(generate_frames(nets["Ep"], nets["G"], ref, a[i : i + 1] * opt.word_scale)))
-                vids.append(_u8(generate_frames(nets["Ep"], nets["G"], ref, v[i : i + 1] * opt.word_scale)))
+                auds.append(to_uint8(generate_frames(nets["Ep"], nets["G"], ref, a[i : i + 1] * opt.word_scale)).numpy())
+                vids.append(to_uint8(generate_frames(nets["Ep"], nets["G"], ref, v[i : i + 1] * opt.word_scale)).numpy())
             restore((nets["Ep"], nets["G"]), saved)
-        gts.append(_u8(frames))
+        gts.append(to_uint8(frames).numpy())
         keys += b["key"]
     gt, audio, video = np.concatenate(gts), np.concatenate(auds), np.concatenate(vids)
     clips = load_clips(paths.lrw_shards(p), "test", p.data.image_size, box, 0, paths.mouth_states(p))

@@ -2,7 +2,7 @@
 
 G blends its rendering with the reference through an attention mask (1 = copy the reference). For every
 corpus test clip (reference = its first frame, words = its own audio) and for a real photo (scikit-image's
-astronaut, aligned on dlib landmarks, saying eSpeak NG speech), this reports inside the mouth box: the mean
+astronaut, aligned on dlib landmarks, saying the eSpeak NG speech of ``inference_options.py``), this reports inside the mouth box: the mean
 mask, the mean |generated - reference| (images in [-1, 1]) and its std over frames (how much the mouth
 moves).
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,9 @@ from davs.tensors import box_slices, to_images
 from pipeline import paths
 from pipeline.params import load_params
 from pipeline.stages import data_spec
+
+sys.path.insert(0, str(Path(__file__).parent))
+from inference_options import speech_file  # noqa: E402
 
 OUT = Path(__file__).parent / "results" / "mouth_mask.json"
 
@@ -61,16 +66,14 @@ def main() -> None:
 
     from skimage import data as skdata
 
-    from davs.synth.espeak import synthesize
+    from davs.media import iter_audio
 
     photo = skdata.astronaut()
     crop = cut(photo, t._track([photo], "the photo")[0])
-    speech = synthesize("Please call Stella. Ask her to bring these things with her from the store.")
-    audio = speech.samples.astype(np.float32) / 32768
-    if speech.sample_rate != 16000:  # the eSpeak voice's rate: resample by linear interpolation
-        x = np.arange(0, len(audio) / speech.sample_rate, 1 / 16000)
-        audio = np.interp(x, np.arange(len(audio)) / speech.sample_rate, audio).astype(np.float32)
-    words = t.audio_words(audio, int(len(audio) / 16000 * 25))
+    with tempfile.TemporaryDirectory() as tmp:  # the speech of benchmarks/inference_options.py, decoded as davs generate does
+        wav, speech_frames = speech_file(Path(tmp))
+        audio = np.concatenate(list(iter_audio(wav, 16000)))
+    words = t.audio_words(audio, speech_frames)  # the speech only, not the silence after it
     real = mouth_stats(t, t._to_input(crop[None]), words[None])
     res = {"corpus_test_clips": n, "corpus": {k: round(v, 4) for k, v in corpus.items()},
            "astronaut": {k: round(v, 4) for k, v in real.items()}}

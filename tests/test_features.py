@@ -60,7 +60,7 @@ def test_the_model_carries_its_recipe_to_inference(tiny_models, monkeypatch):
     seen = []
     orig = T.mfcc_windows_span
     monkeypatch.setattr(T, "mfcc_windows_span", lambda *a, **k: seen.append(a[-1]) or orig(*a, **k))
-    object.__setattr__(t, "cfg", type(t.cfg)(**{**t.cfg.__dict__, "mfcc_recipe": "syncnet"}))
+    t.cfg = type(t.cfg)(**{**t.cfg.__dict__, "mfcc_recipe": "syncnet"})
     t.audio_words(np.zeros(16000, np.float32), 25)
     assert seen and set(seen) == {"syncnet"}
 
