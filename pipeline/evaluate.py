@@ -28,20 +28,50 @@ def _round(d: dict) -> dict:
 
 
 def evaluate(p: Params, device: str = "auto") -> dict:
+    dev = resolve_device(device)
+    m, gen, feats, ck = measure(p, dev, {s: paths.model_file(s) for s in ("joint", "disent", "gen")})
+    for ds in ("lrw", "msceleb"):
+        q = REPORTS / "data_quality" / f"{ds}.json"
+        if q.exists():
+            qd = json.loads(q.read_text())
+            m[f"data/{ds}_bad"] = qd["bad"]
+            m[f"data/{ds}_total"] = qd["total"]
+    m = _round(m)
+    _write_json(REPORTS / "metrics.json", m)
+    _write_json(REPORTS / "environment.json", environment())  # what bit-exact reproduction needs alike
+
+    plots = REPORTS / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    words = json.loads((paths.lrw_shards(p) / "vocab.json").read_text())["words"]
+    y = feats["label"].astype(int)
+    for name, logits in (("audio", feats["la"]), ("video", feats["lv"])):
+        with atomic_output(plots / f"confusion_{name}.csv") as tmp:
+            pd.DataFrame({"actual": [words[i] for i in y],
+                          "predicted": [words[i] for i in logits.argmax(1)]}).to_csv(tmp, index=False)
+    _grid(gen, p.eval.grid_rows, REPORTS / "figures" / "grid.png")
+    _samples(p, ck["gen"], gen, feats, dev)
+    log.info("metrics: %s", json.dumps(m))
+    return m
+
+
+def measure(p: Params, dev: torch.device, models: dict[str, Path]):  # noqa: ANN201
+    """Every metric of reports/metrics.json but the data counts, for the stages' model files ``models``
+    (joint, disent, gen): returns (metrics, the generated test clips, the test features, the loaded files).
+    benchmarks/ablation.py scores its rows with it, as the eval stage scores the pipeline."""
     from davs import evaluation as E
     from davs.checkpoint import load_model
     from davs.data.spec import eval_loaders
     from davs.models import load_nets
 
     torch.manual_seed(p.seed)
-    dev = resolve_device(device)
     cfg = model_config(p)
     data = data_spec(p, "joint")
     data = type(data)(**{**data.__dict__, "batch_size": p.eval.batch_size, "id_batch_size": p.eval.batch_size})
     enc = cfg.ENCODER_FIELDS
-    ck = {s: load_model(paths.model_file(s), cfg.to_dict(), dev, None if s == "gen" else enc)
-          for s in ("joint", "disent", "gen")}
-    nets = load_nets(ck["disent"], None, dev) | load_nets(ck["gen"], ("G",), dev)  # disent's encoders, gen's G
+    ck = {s: load_model(models[s], cfg.to_dict(), dev, None if s == "gen" else enc) for s in ("joint", "disent", "gen")}
+    # disent's networks, then what gen trained: G, and (end to end) the encoders and Cw it fine-tuned
+    nets = load_nets(ck["disent"], None, dev) | load_nets(ck["gen"], tuple(k for k in ck["gen"]["nets"]
+                                                                          if k not in ("D_temporal", "D_domain")), dev)
     joint = load_nets(ck["joint"], None, dev)
     test = eval_loaders(data, cfg.window, "test", ("lrw", "celeb"))
     val = eval_loaders(data, cfg.window, "val", ("lrw", "celeb"))
@@ -81,26 +111,7 @@ def evaluate(p: Params, device: str = "auto") -> dict:
 
     gen_metrics, gen = evaluate_generator(p, nets, test["lrw"], dev)
     m |= gen_metrics
-    for ds in ("lrw", "msceleb"):
-        q = REPORTS / "data_quality" / f"{ds}.json"
-        if q.exists():
-            qd = json.loads(q.read_text())
-            m[f"data/{ds}_bad"] = qd["bad"]
-            m[f"data/{ds}_total"] = qd["total"]
-    m = _round(m)
-    _write_json(REPORTS / "metrics.json", m)
-    _write_json(REPORTS / "environment.json", environment())  # what bit-exact reproduction needs alike
-
-    plots = REPORTS / "plots"
-    plots.mkdir(parents=True, exist_ok=True)
-    for name, logits in (("audio", feats["la"]), ("video", feats["lv"])):
-        with atomic_output(plots / f"confusion_{name}.csv") as tmp:
-            pd.DataFrame({"actual": [words[i] for i in y],
-                          "predicted": [words[i] for i in logits.argmax(1)]}).to_csv(tmp, index=False)
-    _grid(gen, p.eval.grid_rows, REPORTS / "figures" / "grid.png")
-    _samples(p, ck["gen"], gen, feats, dev)
-    log.info("metrics: %s", json.dumps(m))
-    return m
+    return m, gen, feats, ck
 
 
 def evaluate_generator(p: Params, nets: dict, test_lrw, dev: torch.device):  # noqa: ANN001, ANN201

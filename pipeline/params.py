@@ -85,6 +85,8 @@ class ModelParams(_Section):
     disc_width: Pos  # base channel width of the discriminators
     window: Pos  # consecutive frames seen by the temporal discriminator
     audio_conditioned_disc: bool
+    variant: Literal["davs", "paper"]  # ours, or the official DAVS's networks (davs.models.build)
+    dis_frames: Pos  # paper variant: consecutive frames its Cw_p reads (official: 20)
 
 
 class _TrainCommon(_Section):
@@ -107,6 +109,7 @@ class JointParams(_TrainCommon):
     contrastive_weight: NonNegF  # clip-level contrastive loss (margin) on pooled audio / video word features
     frame_sync_weight: NonNegF  # frame-level audio-visual synchronisation (InfoNCE) of per-frame word features
     margin: PosF
+    contrastive_form: Literal["davs", "paper"]  # ours (pooled, negatives across words) or the official L2 contrastive
     domain_weight: NonNegF
     domain_loss: Literal["confusion", "flip"]  # ours (probability to 1/2) or the official DAVS (flipped-label BCE)
     identity_weight: NonNegF
@@ -117,6 +120,7 @@ class DisentParams(_TrainCommon):
     id_batch_size: Pos
     dis_lr: PosF
     uniform_weight: NonNegF
+    uniform_form: Literal["davs", "paper"]  # ours (summed over classes, x C) or the official (mean per element)
     keep_weight: NonNegF  # weight of the stage-1 losses that keep the embedding
     dis_steps: Pos  # dis-classifier updates per encoder update
     dis_memory: Pos  # the dis-classifiers train on the features of the last dis_memory steps
@@ -131,6 +135,10 @@ class GenParams(_TrainCommon):
     lip_weight: NonNegF  # lip-feature loss through the frozen video word encoder (0 = off)
     mask_weight: NonNegF  # attention-mask penalty on the mouth box (0 = off)
     sync_gan_weight: NonNegF  # the discriminator's audio-conditioned mouth head (0 = off)
+    smooth_weight: NonNegF  # official DAVS: L1 between consecutive audio-driven frames outside the mouth (0 = off)
+    soft_labels: Frac  # official DAVS: the discriminator's labels softened by up to this much (0 = hard)
+    train_encoders: bool  # official DAVS: train the encoders and Cw end to end with G (joint's and disent's losses)
+    embed_weight: NonNegF  # end to end: weight of the word cross-entropies and contrastive loss
 
 
 class JudgesParams(_Section):
@@ -212,6 +220,12 @@ def cross_check(p: Params) -> list[str]:
         if w > g.min_shards:
             errs.append(f"{name}.num_workers: {w} loader workers but ingest.min_shards is {g.min_shards} "
                         "(each worker needs a shard)")
+    if p.model.variant == "paper":
+        if p.model.dis_frames > d.num_frames:
+            errs.append(f"model.dis_frames: {p.model.dis_frames} frames, more than data.num_frames ({d.num_frames})")
+        if d.image_size not in (32, 64, 128, 256):
+            errs.append(f"data.image_size: {d.image_size}; the paper variant's generator decodes 4x4 by doublings "
+                        "to 32, 64, 128 or 256")
     if p.synth.test_only_speakers >= p.synth.speakers:
         errs.append(f"synth.test_only_speakers: {p.synth.test_only_speakers}, not fewer than synth.speakers "
                     f"({p.synth.speakers}): no speaker left for training")

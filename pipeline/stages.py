@@ -147,7 +147,8 @@ def model_sizes(p: Params) -> dict:
     m = p.model
     return dict(image_size=p.data.image_size, feat_dim=m.feat_dim, width=m.width, gen_width=m.gen_width,
                 disc_width=m.disc_width, mfcc_frames=p.data.mfcc_frames, mfcc_coeffs=p.data.mfcc_coeffs,
-                mfcc_recipe=p.data.mfcc_recipe, window=m.window, audio_conditioned_disc=m.audio_conditioned_disc, mouth_box=tuple(p.data.mouth_box))
+                mfcc_recipe=p.data.mfcc_recipe, window=m.window, audio_conditioned_disc=m.audio_conditioned_disc, mouth_box=tuple(p.data.mouth_box),
+                variant=m.variant, dis_frames=m.dis_frames)
 
 
 def model_config(p: Params):  # noqa: ANN201
@@ -191,7 +192,7 @@ def joint_hparams(p: Params):  # noqa: ANN201
 
     j = p.joint
     return JointHParams(lr=j.lr, contrastive=j.contrastive_weight, frame_sync=j.frame_sync_weight, margin=j.margin,
-                        domain=j.domain_weight, domain_loss=j.domain_loss, identity=j.identity_weight, warmup_steps=j.warmup_steps)
+                        contrastive_form=j.contrastive_form, domain=j.domain_weight, domain_loss=j.domain_loss, identity=j.identity_weight, warmup_steps=j.warmup_steps)
 
 
 def disent_hparams(p: Params):  # noqa: ANN201
@@ -199,7 +200,7 @@ def disent_hparams(p: Params):  # noqa: ANN201
 
     d = p.disent
     return DisentHParams(lr=d.lr, dis_lr=d.dis_lr, uniform=d.uniform_weight, keep=d.keep_weight,
-                         margin=p.joint.margin, frame_sync=p.joint.frame_sync_weight, dis_steps=d.dis_steps,
+                         margin=p.joint.margin, contrastive_form=p.joint.contrastive_form, uniform_form=d.uniform_form, frame_sync=p.joint.frame_sync_weight, dis_steps=d.dis_steps,
                          dis_memory=d.dis_memory)
 
 
@@ -208,8 +209,13 @@ def gen_hparams(p: Params) -> GenHParams:
     from davs.training.tasks import GenHParams
 
     g = p.gen
+    j, d = p.joint, p.disent
     return GenHParams(lr=g.lr, d_lr=g.d_lr, l1=g.l1_weight, mouth=g.mouth_weight, gan=g.gan_weight,
-                      lip=g.lip_weight, mask=g.mask_weight, sync_gan=g.sync_gan_weight)
+                      lip=g.lip_weight, mask=g.mask_weight, sync_gan=g.sync_gan_weight, smooth=g.smooth_weight,
+                      soft_labels=g.soft_labels, train_encoders=g.train_encoders, embed=g.embed_weight,
+                      contrastive=j.contrastive_weight, contrastive_form=j.contrastive_form,
+                      frame_sync=j.frame_sync_weight, margin=j.margin, domain=j.domain_weight,
+                      domain_loss=j.domain_loss, uniform=d.uniform_weight, uniform_form=d.uniform_form)
 
 
 def train(p: Params, stage: str, device: str = "auto") -> dict:

@@ -17,9 +17,15 @@ from davs.losses.gan import gan_d_loss
 DOMAIN_LOSSES = ("confusion", "flip")
 
 
-def uniform_mse_loss(logits: torch.Tensor) -> torch.Tensor:
-    """MSE between softmax(logits) (N, C) and the uniform 1/C, summed over classes, averaged over N."""
+def uniform_mse_loss(logits: torch.Tensor, form: str = "davs") -> torch.Tensor:
+    """MSE between softmax(logits) (N, C) and the uniform 1/C. ``"davs"``: summed over classes, averaged over
+    N, times C (a scale that does not shrink with the class count); ``"paper"``: the official
+    ``L2SoftmaxLoss``, the mean over every element (the official code weights it by 1e6)."""
     p = logits.float().softmax(-1)
+    if form == "paper":
+        return (p - 1.0 / p.shape[-1]).pow(2).mean()
+    if form != "davs":
+        raise ValueError(f"uniform form must be 'davs' or 'paper' (got {form!r})")
     return (p - 1.0 / p.shape[-1]).pow(2).sum(-1).mean() * p.shape[-1]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from davs.tensors import masked_mean
+
 
 def contrastive_loss(video: torch.Tensor, audio: torch.Tensor, labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
     """Pull paired (video_i, audio_i) together; push mismatched pairs at least ``margin`` apart.
@@ -23,6 +25,29 @@ def contrastive_loss(video: torch.Tensor, audio: torch.Tensor, labels: torch.Ten
     neg = F.relu(margin - d).pow(2)
     neg_term = (neg * neg_mask).sum() / neg_mask.sum().clamp_min(1)
     return pos.mean() + neg_term
+
+
+def paper_contrastive_loss(video: torch.Tensor, audio: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """The official DAVS's contrastive loss (``L2ContrastiveLoss``): each clip's per-frame features (B, T, D) are
+    concatenated and L2-normalised; the true pairs' squared distances plus the squared hinge ``margin - d`` of
+    every other pair in the batch (whatever its word), summed and divided by 2B. The video side is detached,
+    as in the official code: only the audio encoder moves towards the lips."""
+    v = F.normalize(video.detach().flatten(1).float(), dim=-1)  # (B, T*D)
+    a = F.normalize(audio.flatten(1).float(), dim=-1)  # (B, T*D)
+    d = torch.cdist(v, a)  # (B, B)
+    off = ~torch.eye(len(v), dtype=torch.bool, device=v.device)
+    return ((F.relu(margin - d).pow(2) * off).sum() + d.diagonal().pow(2).sum()) / (2 * len(v))
+
+
+def embedding_contrastive_loss(form: str, video: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor,
+                               labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
+    """``"davs"``: :func:`contrastive_loss` on masked-mean pooled features, negatives across words; ``"paper"``:
+    :func:`paper_contrastive_loss`. video, audio (B, T, D); mask (B, T) the word's frames; labels (B,)."""
+    if form == "paper":
+        return paper_contrastive_loss(video, audio, margin)
+    if form != "davs":
+        raise ValueError(f"contrastive form must be 'davs' or 'paper' (got {form!r})")
+    return contrastive_loss(masked_mean(video, mask), masked_mean(audio, mask), labels, margin)
 
 
 def frame_sync_loss(

@@ -26,3 +26,14 @@ def mask_box_mean(mask: torch.Tensor, box: tuple[float, float, float, float]) ->
     the mouth so the mask cannot saturate to "copy the reference" where speech moves the face."""
     rows, cols = box_slices(*mask.shape[-2:], box)
     return mask[..., rows, cols].float().mean()
+
+
+def smoothness_l1(frames: torch.Tensor, ref: torch.Tensor, box: tuple[float, float, float, float]) -> torch.Tensor:
+    """The official DAVS's temporal term (``G_x_loss``): L1 between each generated frame and the one before it
+    (the reference before the first), outside the mouth box, the previous frame detached. frames
+    (B, W, 3, H, W), ref (B, 3, H, W). Summed over the W frames, as the official code does."""
+    rows, cols = box_slices(*frames.shape[-2:], box)
+    keep = torch.ones(frames.shape[-2:], device=frames.device)
+    keep[rows, cols] = 0  # outside the mouth
+    prev = torch.cat([ref[:, None], frames[:, :-1]], 1).detach()  # (B, W, 3, H, W)
+    return ((frames.float() - prev.float()).abs() * keep).mean(dim=(0, 2, 3, 4)).sum()

@@ -23,16 +23,28 @@ class DAVSConfig:
     window: int = 5  # frames seen by the temporal discriminator
     mouth_box: tuple[float, float, float, float] = (0.62, 0.25, 0.95, 0.75)  # relative (y0, x0, y1, x1)
     audio_conditioned_disc: bool = True
+    variant: str = "davs"  # "davs" (ours) or "paper" (the official DAVS's networks: see build())
+    dis_frames: int = 20  # paper variant: consecutive frames the word-from-identity classifier reads (official 20)
 
     # the fields the encoders and classifiers depend on (what disent / gen must share with joint)
     ENCODER_FIELDS = ("image_size", "feat_dim", "width", "num_words", "num_ids", "num_speakers", "mfcc_frames",
-                      "mfcc_coeffs", "mfcc_recipe", "mouth_box")
+                      "mfcc_coeffs", "mfcc_recipe", "mouth_box", "variant")
+    VARIANTS = ("davs", "paper")
+
+    def __post_init__(self) -> None:
+        if self.variant not in self.VARIANTS:
+            raise ValueError(f"model variant must be one of {self.VARIANTS} (got {self.variant!r})")
 
     @staticmethod
-    def davs_size(num_words: int = 500, num_ids: int = 40145) -> DAVSConfig:
-        """The paper's setting: 256x256 faces, 256-d features, 500 LRW words, 40,145 MS-Celeb identities."""
+    def davs_size(num_words: int = 500, num_ids: int = 40145, variant: str = "davs") -> DAVSConfig:
+        """The paper's setting: 256x256 faces, 256-d features, 500 LRW words, 40,145 MS-Celeb identities.
+        ``variant="paper"`` also takes the official code's widths (Ep 32, G and D 64), its 6-frame temporal
+        discriminator, 20-frame Cw_p and SyncNet MFCCs."""
+        if variant == "paper":
+            return DAVSConfig(image_size=256, feat_dim=256, width=32, gen_width=64, disc_width=64, window=6,
+                              num_words=num_words, num_ids=num_ids, mfcc_recipe="syncnet", variant="paper", dis_frames=20)
         return DAVSConfig(image_size=256, feat_dim=256, width=64, gen_width=64, disc_width=64,
-                          num_words=num_words, num_ids=num_ids)
+                          num_words=num_words, num_ids=num_ids, variant=variant)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "mouth_box": list(self.mouth_box)}

@@ -47,3 +47,7 @@ class IdentityEncoder(nn.Module):
         """Identity vectors of every frame: (B, T, 3, H, W) -> (B, T, D)."""
         b, t = frames.shape[:2]
         return self(frames.flatten(0, 1)).vector.view(b, t, -1)  # (B, T, D)
+
+    def dis_input(self, frames: torch.Tensor) -> torch.Tensor:
+        """What Cw_p reads: the identity vectors of every frame, (B, T, 3, H, W) -> (B, T, D)."""
+        return self.sequence(frames)

@@ -97,4 +97,4 @@ def run_disent(data: DataSpec, cfg: DAVSConfig, loop: LoopConfig, w: DisentHPara
 
 def run_gen(data: DataSpec, cfg: DAVSConfig, loop: LoopConfig, w: GenHParams, init: str | Path, out: str | Path,
             device: torch.device, callback: Callback | None = None) -> dict:
-    return _run(lambda: GenTask(cfg, w), "gen", data, cfg, loop, out, device, callback, init, GenTask.FROZEN)
+    return _run(lambda: GenTask(cfg, w), "gen", data, cfg, loop, out, device, callback, init, GenTask.init_parts(w))

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from davs.losses import contrastive_loss, frame_sync_loss
+from davs.losses import embedding_contrastive_loss, frame_sync_loss
 from davs.models import DAVSConfig, build
-from davs.tensors import masked_mean, to_images
+from davs.tensors import to_images
 from davs.training.loop import Task, to_device
 
 ENCODERS = ("Ev_w", "Ea_w", "Ep", "Cw", "Cp")  # trained by joint and disent; gen freezes the first three
@@ -44,13 +44,15 @@ class DAVSTask(Task):
         n = self.nets
         return n["Ev_w"](to_images(lrw["frames"])), n["Ea_w"](lrw["mfcc"])  # (B, T, D) each
 
-    def _embedding_losses(self, lrw: dict, v: torch.Tensor, a: torch.Tensor, margin: float) -> dict[str, torch.Tensor]:
+    def _embedding_losses(self, lrw: dict, v: torch.Tensor, a: torch.Tensor, margin: float,
+                          form: str = "davs") -> dict[str, torch.Tensor]:
+        """Cw on both modalities, the contrastive loss (``form``: ours or the official one) and frame sync."""
         n, mask, y = self.nets, lrw["mask"], lrw["label"]
         lv, la = n["Cw"](v, mask), n["Cw"](a, mask)
         return {
             "loss/word_video": F.cross_entropy(lv, y),
             "loss/word_audio": F.cross_entropy(la, y),
-            "loss/contrastive": contrastive_loss(masked_mean(v, mask), masked_mean(a, mask), y, margin),
+            "loss/contrastive": embedding_contrastive_loss(form, v, a, mask, y, margin),
             "loss/frame_sync": frame_sync_loss(v, a, mask, y),
             "acc/word_video": accuracy(lv, y).detach(),
             "acc/word_audio": accuracy(la, y).detach(),

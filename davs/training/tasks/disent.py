@@ -23,6 +23,8 @@ class DisentHParams:
     uniform: float = 1.0
     keep: float = 1.0
     margin: float = 1.0
+    contrastive_form: str = "davs"  # the joint stage's, kept
+    uniform_form: str = "davs"  # "davs" (summed over classes, x C) | "paper" (official mean per element)
     frame_sync: float = 0.5  # the joint stage's weight, kept
     dis_steps: int = 3  # dis-classifier updates per encoder update
     dis_memory: int = 8  # the dis-classifiers train on the features of the last dis_memory steps
@@ -83,18 +85,19 @@ class DisentTask(DAVSTask):
         n, lrw, celeb = self.nets, self.batch["lrw"], self.batch["celeb"]
         if phase == "enc":
             v, a = self._word_feats(lrw)
-            out = self._embedding_losses(lrw, v, a, self.w.margin)
+            out = self._embedding_losses(lrw, v, a, self.w.margin, self.w.contrastive_form)
             out |= self._identity_loss(celeb)
-            id_seq = n["Ep"].sequence(to_images(lrw["frames"]))  # (B, T, D)
+            id_seq, id_mask = dis_run(n["Ep"], to_images(lrw["frames"]), lrw["mask"], self.cfg)  # (B, T', ...)
             word_img = n["Ev_w"](to_images(celeb["image"])[:, None])[:, 0]  # (N, D): word features of a still face
-            out["loss/uniform_word_from_id"] = uniform_mse_loss(n["Cw_p"](id_seq, lrw["mask"]))
-            out["loss/uniform_id_from_word"] = uniform_mse_loss(n["Cp_w"](word_img))
+            form = self.w.uniform_form
+            out["loss/uniform_word_from_id"] = uniform_mse_loss(n["Cw_p"](id_seq, id_mask), form)
+            out["loss/uniform_id_from_word"] = uniform_mse_loss(n["Cp_w"](word_img), form)
             known = lrw["speaker"] >= 0
             pooled = torch.cat([masked_mean(v, lrw["mask"])[known], masked_mean(a, lrw["mask"])[known]])  # (2K, D)
             if "Cs_w" in n and len(pooled):
-                out["loss/uniform_speaker_from_word"] = uniform_mse_loss(n["Cs_w"](pooled))
+                out["loss/uniform_speaker_from_word"] = uniform_mse_loss(n["Cs_w"](pooled), form)
             self.memory.appendleft({
-                "id_seq": id_seq.detach(), "mask": lrw["mask"], "word": lrw["label"], "word_img": word_img.detach(),
+                "id_seq": id_seq.detach(), "mask": id_mask, "word": lrw["label"], "word_img": word_img.detach(),
                 "celeb": celeb["label"], "pooled": pooled.detach(), "speaker": lrw["speaker"][known].repeat(2),
             })
             return out
@@ -119,17 +122,32 @@ class DisentTask(DAVSTask):
         lrw = list(batches.get("lrw", []))
         celeb = list(batches.get("celeb", []))
         out = super().validate({"lrw": lrw, "celeb": celeb}, device)
-        out |= dis_classifier_accuracy(self.nets, lrw, celeb, device)
+        out |= dis_classifier_accuracy(self.nets, lrw, celeb, device, self.cfg)
         return out
 
 
+def dis_run(ep: nn.Module, frames: torch.Tensor, mask: torch.Tensor, cfg: DAVSConfig,
+            start: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """What Cw_p reads from a clip, and its word mask: ours, every frame's identity vector (B, T, D); the
+    paper's, Ep's 1/4 maps of a run of ``cfg.dis_frames`` consecutive frames (B, dis_frames, C, h, w) at a
+    random start (the official code draws it per batch; ``start`` fixes it, as validation does)."""
+    if cfg.variant != "paper":
+        return ep.dis_input(frames), mask
+    n, t = cfg.dis_frames, frames.shape[1]
+    if t < n:
+        raise ValueError(f"the paper's Cw_p reads {n} frames but the clips hold {t}")
+    s = int(torch.randint(0, t - n + 1, ())) if start is None else start
+    return ep.dis_input(frames[:, s:s + n]), mask[:, s:s + n]
+
 @torch.no_grad()
-def dis_classifier_accuracy(nets: nn.ModuleDict, lrw: list, celeb: list, device: torch.device) -> dict[str, float]:
+def dis_classifier_accuracy(nets: nn.ModuleDict, lrw: list, celeb: list, device: torch.device,
+                            cfg: DAVSConfig) -> dict[str, float]:
     """Accuracy of Cw_p (word from identity) and Cp_w (identity from word) on held-out batches."""
     hw = nw = hp = np_ = 0
     for b in lrw:
         frames, mask, y = b["frames"].to(device), b["mask"].to(device), b["label"].to(device)
-        hw += (nets["Cw_p"](nets["Ep"].sequence(to_images(frames)), mask).argmax(-1) == y).sum().item()
+        run = dis_run(nets["Ep"], to_images(frames), mask, cfg, start=(frames.shape[1] - cfg.dis_frames) // 2)
+        hw += (nets["Cw_p"](*run).argmax(-1) == y).sum().item()
         nw += len(y)
     for b in celeb:
         img, y = to_images(b["image"].to(device)), b["label"].to(device)

@@ -6,13 +6,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from davs.losses import gan_d_loss, gan_g_loss, lip_feature_loss, mask_box_mean, masked_l1
+from davs.losses import (
+    domain_loss,
+    gan_d_loss,
+    gan_g_loss,
+    lip_feature_loss,
+    mask_box_mean,
+    masked_l1,
+    smoothness_l1,
+    uniform_mse_loss,
+)
 from davs.models import DAVSConfig, generate_frames
 from davs.tensors import to_images, window
 from davs.training.loop import to_device
 from davs.training.tasks.base import DAVSTask
+from davs.training.tasks.disent import dis_run
 
 
 @dataclass(frozen=True)
@@ -25,6 +36,20 @@ class GenHParams:
     lip: float = 0.0  # lip-feature loss: the frozen Ev_w must read the generated mouth as the real one
     mask: float = 0.0  # attention penalty on the mouth box (GANimation), against a mask saturated to "copy"
     sync_gan: float = 0.05  # the discriminator's mouth head (official DAVS), with mismatched audio as negatives
+    smooth: float = 0.0  # official DAVS: L1 between consecutive audio-driven frames outside the mouth (x5 there)
+    soft_labels: float = 0.0  # official DAVS: the discriminator's labels softened by u ~ U(0, 0.1)
+    # end to end (official DAVS): Ev_w, Ea_w, Ep and Cw train with G, keeping the embedding losses and the
+    # adversaries (domain discriminator, Cw_p); the forms and weights are the earlier stages'
+    train_encoders: bool = False
+    embed: float = 1.0  # weight of the word cross-entropies and the contrastive loss
+    contrastive: float = 1.0
+    contrastive_form: str = "davs"
+    frame_sync: float = 0.5
+    margin: float = 1.0
+    domain: float = 0.1
+    domain_loss: str = "confusion"
+    uniform: float = 1.0
+    uniform_form: str = "davs"
 
 
 class GenTask(DAVSTask):
@@ -42,25 +67,45 @@ class GenTask(DAVSTask):
     ``sync_gan``, the discriminator's second head on the mouth box against the window's per-frame audio,
     which also learns real mouths with another clip's audio as fakes (a sync discriminator trained
     alongside G, as in the official DAVS code).
+
+    With the paper variant (``cfg.variant == "paper"``) the discriminator is the official one, conditioned
+    on the window's raw MFCC instead of Ea_w's features, and its mouth head learns, as there, real against
+    generated only. ``smooth`` and ``soft_labels`` are the official temporal term and soft labels.
+
+    ``train_encoders`` trains end to end, as the official code does after pretraining: G, Ev_w, Ea_w, Ep and
+    Cw in one optimiser with the word cross-entropies, the contrastive and domain losses and the uniform
+    loss against Cw_p; the temporal discriminator, the domain discriminator and Cw_p in the other.
     """
 
     phases = ("g", "d")
     streams = ("lrw",)
     FROZEN = ("Ev_w", "Ea_w", "Ep")
+    END_TO_END = ("Ev_w", "Ea_w", "Ep", "Cw", "G")  # what the g phase trains end to end
+    ADVERSARIES = ("D_temporal", "D_domain", "Cw_p")  # ... and the d phase
 
     def __init__(self, cfg: DAVSConfig, w: GenHParams = GenHParams()) -> None:
-        super().__init__(cfg, (*self.FROZEN, "G", "D_temporal"))
+        e2e = w.train_encoders
+        super().__init__(cfg, (*self.END_TO_END, *self.ADVERSARIES) if e2e else (*self.FROZEN, "G", "D_temporal"))
         self.w = w
-        for k in self.FROZEN:
+        self.frozen = () if e2e else self.FROZEN
+        for k in self.frozen:
             self.nets[k].requires_grad_(False)
+
+    @classmethod
+    def init_parts(cls, w: GenHParams) -> tuple[str, ...]:
+        """What the previous stage's model file gives: its encoders (and, end to end, Cw and Cw_p)."""
+        return (*cls.FROZEN, "Cw", "Cw_p") if w.train_encoders else cls.FROZEN
 
     def train(self, mode: bool = True) -> GenTask:
         super().train(mode)
-        for k in self.FROZEN:  # frozen encoders keep their BatchNorm statistics
+        for k in self.frozen:  # frozen encoders keep their BatchNorm statistics
             self.nets[k].eval()
         return self
 
     def phase_params(self, phase: str) -> list[nn.Parameter]:
+        if self.w.train_encoders:
+            names = self.END_TO_END if phase == "g" else self.ADVERSARIES
+            return [p for k in names for p in self.nets[k].parameters()]
         return list(self.nets["G" if phase == "g" else "D_temporal"].parameters())
 
     def phase_lr(self, phase: str) -> float:
@@ -70,22 +115,31 @@ class GenTask(DAVSTask):
         return (0.5, 0.999)
 
     def loss_weights(self) -> dict[str, float]:
-        return {"loss/l1": self.w.l1, "loss/l1_mouth": self.w.l1 * self.w.mouth, "loss/gan": self.w.gan,
-                "loss/lip": self.w.lip, "loss/mask": self.w.mask, "loss/sync_gan": self.w.sync_gan,
-                "loss/d_temporal": 1.0, "loss/d_sync": 1.0 if self.w.sync_gan > 0 else 0.0}
+        w = self.w
+        out = {"loss/l1": w.l1, "loss/l1_mouth": w.l1 * w.mouth, "loss/gan": w.gan,
+               "loss/lip": w.lip, "loss/mask": w.mask, "loss/sync_gan": w.sync_gan, "loss/smooth": w.smooth,
+               "loss/d_temporal": 1.0, "loss/d_sync": 1.0 if w.sync_gan > 0 else 0.0}
+        if w.train_encoders:
+            out |= {"loss/word_video": w.embed, "loss/word_audio": w.embed, "loss/contrastive": w.embed * w.contrastive,
+                    "loss/frame_sync": w.embed * w.frame_sync, "loss/domain_confusion": w.domain,
+                    "loss/uniform_word_from_id": w.uniform, "loss/domain_disc": 1.0, "loss/dis_word_from_id": 1.0}
+        return out
 
     def generate(self, ref: torch.Tensor, words: torch.Tensor, return_mask: bool = False):  # noqa: ANN201
         """ref (B, 3, H, W) reference faces, words (B, W, D) word features -> (B, W, 3, H, W) frames."""
         return generate_frames(self.nets["Ep"], self.nets["G"], ref, words, return_mask)
 
     def _prepare(self, lrw: dict) -> dict[str, torch.Tensor]:
-        with torch.no_grad():
+        with torch.set_grad_enabled(self.w.train_encoders and torch.is_grad_enabled()):  # end to end: through the encoders
             frames = to_images(lrw["frames"])  # (B, T, 3, H, W)
             v, a = self.nets["Ev_w"](frames), self.nets["Ea_w"](lrw["mfcc"])  # (B, T, D)
             ws = self.cfg.window
             ref = frames[torch.arange(len(frames), device=frames.device), lrw["ref"]]  # (B, 3, H, W)
             gt = window(frames, lrw["start"], ws)  # (B, W, 3, H, W)
-            return {"ref": ref, "gt": gt, "a": window(a, lrw["start"], ws), "v": window(v, lrw["start"], ws),
+            aw = window(a, lrw["start"], ws)  # (B, W, D)
+            return {"ref": ref, "gt": gt, "a": aw, "v": window(v, lrw["start"], ws), "frames": frames, "v_all": v, "a_all": a,
+                    # what the discriminator is conditioned on: the official one reads the raw MFCC (B, W, F, C)
+                    "cond": window(lrw["mfcc"], lrw["start"], ws) if self.cfg.variant == "paper" else aw,
                     "lip": self.nets["Ev_w"](gt) if self.w.lip > 0 else None}  # (B, W, D): the real window, read alone
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
@@ -94,8 +148,9 @@ class GenTask(DAVSTask):
             p = self._prepare(self.batch["lrw"])
             (fa, ma), (fv, mv) = self.generate(p["ref"], p["a"], True), self.generate(p["ref"], p["v"], True)
             fake = torch.cat([fa, fv])  # (2B, W, 3, H, W): audio-driven, then video-driven
-            gt, cond = torch.cat([p["gt"], p["gt"]]), torch.cat([p["a"], p["a"]])
-            self.cache |= {"fake": fake.detach(), "gt": p["gt"], "cond": p["a"], "cond2": cond}
+            c1 = p["cond"].detach()  # the discriminator's condition: end to end, not a path into Ea_w
+            gt, cond = torch.cat([p["gt"], p["gt"]]), torch.cat([c1, c1])
+            self.cache |= {"fake": fake.detach(), "gt": p["gt"], "cond": c1, "cond2": cond}
             mouth = self.w.sync_gan > 0
             judged = dt(fake, cond, with_mouth=mouth)
             out = {
@@ -109,16 +164,43 @@ class GenTask(DAVSTask):
                 out["loss/lip"] = lip_feature_loss(self.nets["Ev_w"](fake), torch.cat([p["lip"], p["lip"]]))
             if self.w.mask > 0:
                 out["loss/mask"] = mask_box_mean(torch.cat([ma, mv]), self.cfg.mouth_box)
+            if self.w.smooth > 0:
+                out["loss/smooth"] = smoothness_l1(fa, p["ref"], self.cfg.mouth_box)
+            if self.w.train_encoders:
+                out |= self._encoder_losses(self.batch["lrw"], p)
             return out
-        c = self.cache
+        c, soft = self.cache, self.w.soft_labels
+        if self.w.train_encoders:
+            return self._discriminate(c, soft) | self._adversaries(c)
+        return self._discriminate(c, soft)
+
+    def _encoder_losses(self, lrw: dict, p: dict) -> dict[str, torch.Tensor]:
+        """End to end: the encoders keep their embedding losses and fight the domain discriminator and Cw_p."""
+        w, n, mask = self.w, self.nets, lrw["mask"]
+        v, a = p["v_all"], p["a_all"]  # (B, T, D), with gradients
+        out = self._embedding_losses(lrw, v, a, w.margin, w.contrastive_form)
+        dd = n["D_domain"]
+        out["loss/domain_confusion"] = domain_loss(w.domain_loss, dd(a[mask]), dd(v[mask]))
+        run, run_mask = dis_run(n["Ep"], p["frames"], mask, self.cfg)  # what Cw_p reads
+        out["loss/uniform_word_from_id"] = uniform_mse_loss(n["Cw_p"](run, run_mask), w.uniform_form)
+        self.cache |= {"va": (v[mask].detach(), a[mask].detach()), "run": (run.detach(), run_mask), "word": lrw["label"]}
+        return out
+
+    def _adversaries(self, c: dict) -> dict[str, torch.Tensor]:
+        dd, (v, a) = self.nets["D_domain"], c["va"]
+        lw = self.nets["Cw_p"](*c["run"])
+        return {"loss/domain_disc": gan_d_loss(dd(a), dd(v)), "loss/dis_word_from_id": F.cross_entropy(lw, c["word"])}
+
+    def _discriminate(self, c: dict, soft: float) -> dict[str, torch.Tensor]:
+        dt = self.nets["D_temporal"]
         if self.w.sync_gan <= 0:
-            return {"loss/d_temporal": gan_d_loss(dt(c["gt"], c["cond"]), dt(c["fake"], c["cond2"]))}
+            return {"loss/d_temporal": gan_d_loss(dt(c["gt"], c["cond"]), dt(c["fake"], c["cond2"]), soft)}
         (real, real_m), (fake, fake_m) = dt(c["gt"], c["cond"], True), dt(c["fake"], c["cond2"], True)
-        out = {"loss/d_temporal": gan_d_loss(real, fake)}
+        out = {"loss/d_temporal": gan_d_loss(real, fake, soft)}
         negatives = [fake_m]
-        if len(c["gt"]) > 1:  # real mouths with another clip's audio (mostly another word): out of sync
+        if len(c["gt"]) > 1 and self.cfg.variant != "paper":  # real mouths with another clip's audio: out of sync
             negatives.append(dt(c["gt"], c["cond"].roll(1, 0), True)[1])
-        out["loss/d_sync"] = gan_d_loss(real_m, torch.cat(negatives))
+        out["loss/d_sync"] = gan_d_loss(real_m, torch.cat(negatives), soft)
         return out
 
     @torch.no_grad()

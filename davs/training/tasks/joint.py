@@ -18,6 +18,7 @@ class JointHParams:
     contrastive: float = 1.0
     frame_sync: float = 0.5
     margin: float = 1.0
+    contrastive_form: str = "davs"  # "davs" (pooled, negatives across words) | "paper" (official L2 contrastive)
     domain: float = 0.1
     domain_loss: str = "confusion"  # "confusion" (MSE of the discriminator's probability to 1/2) | "flip" (official)
     identity: float = 1.0
@@ -56,7 +57,7 @@ class JointTask(DAVSTask):
         lrw, dd = self.batch["lrw"], self.nets["D_domain"]
         if phase == "main":
             v, a = self._word_feats(lrw)
-            out = self._embedding_losses(lrw, v, a, self.w.margin)
+            out = self._embedding_losses(lrw, v, a, self.w.margin, self.w.contrastive_form)
             mask = lrw["mask"]
             out["loss/domain_confusion"] = domain_loss(self.w.domain_loss, dd(a[mask]), dd(v[mask]))
             out |= self._identity_loss(self.batch["celeb"])

@@ -1,0 +1,184 @@
+"""Ablation: the paper's DAVS against ours, and each of our changes switched back to the paper's, one at a
+time, on the embedded corpus and one budget (issue 15).
+
+Each row is a set of params.yaml overrides. Every row trains ``joint`` -> ``disent`` -> ``gen`` from scratch
+on one budget (``--steps``; default params.yaml's joint and disent steps, gen 300), and is scored exactly as
+the ``eval`` stage scores the pipeline (``pipeline.evaluate.measure``: word accuracy, leakage probes, image
+quality and the evaluation judges of ``models/judges.pt``, trained apart with their own seed). Rows that share
+a stage's inputs share its run (the ours-with-a-gen-change rows train joint and disent once).
+
+    python benchmarks/ablation.py                        # every row, seed 0
+    python benchmarks/ablation.py --seeds 0 1 --rows ours paper
+    python benchmarks/ablation.py --work data/ablation   # keep (and resume from) the stage runs
+
+Writes reports/ablation.json (per row and seed: every metric and stage time) and reports/ablation.md (mean,
+and +- std where there are several seeds). Run after ``dvc repro`` (it reads the shards and models/judges.pt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from davs.training.runners import run_disent, run_gen, run_joint
+from pipeline.evaluate import measure
+from pipeline.params import PARAMS_FILE, validate
+from pipeline.stages import data_spec, disent_hparams, gen_hparams, joint_hparams, loop_config, model_config
+
+ADAM = {"joint.optimizer": "adam", "joint.lr": 2e-4, "joint.weight_decay": 0.0, "disent.optimizer": "adam",
+        "disent.lr": 2e-4, "disent.dis_lr": 2e-4, "disent.weight_decay": 0.0, "gen.lr": 2e-4, "gen.d_lr": 2e-4}
+NETWORKS = {"model.variant": "paper", "model.window": 6}
+CONTRASTIVE = {"joint.contrastive_form": "paper"}
+NO_FRAME_SYNC = {"joint.frame_sync_weight": 0.0}
+DOMAIN = {"joint.domain_loss": "flip", "joint.domain_weight": 5.0}
+UNIFORM = {"disent.uniform_form": "paper", "disent.uniform_weight": 1e6}
+# the official L1 is on [0, 1] images x 255: lambda_A 4 on the face, lambda_B 8 on the whole image masked to the
+# mouth (1/8 of a 256 face); on [-1, 1] images that is 510 x face L1 + 127.5 x mouth-box L1 (mouth_weight 0.25)
+GEN_WEIGHTS = {"gen.l1_weight": 510.0, "gen.mouth_weight": 0.25, "gen.gan_weight": 1.0, "gen.sync_gan_weight": 1.0,
+               "gen.rest_ref_prob": 0.0}
+GEN_TERMS = {"gen.smooth_weight": 2.5, "gen.soft_labels": 0.1}  # official x5 on [0, 1] images
+END_TO_END = {"gen.train_encoders": True, "disent.dis_steps": 1, "disent.dis_memory": 1}
+PAPER = {**NETWORKS, **CONTRASTIVE, **NO_FRAME_SYNC, **DOMAIN, **UNIFORM, **GEN_WEIGHTS, **GEN_TERMS, **END_TO_END,
+         **ADAM, "joint.warmup_steps": 0}
+
+ROWS: dict[str, dict] = {  # the rows of reports/ablation.md, in order
+    "ours": {},
+    "paper (every change below)": PAPER,
+    "networks: the paper's Ep, Ev_w, Cw_p, G, 6-frame D": NETWORKS,
+    "contrastive: the paper's form": CONTRASTIVE,
+    "no frame-level sync loss": NO_FRAME_SYNC,
+    "domain adversary: flipped BCE x5": DOMAIN,
+    "uniform loss: mean per element x1e6": UNIFORM,
+    "gen loss weights: the paper's": GEN_WEIGHTS,
+    "gen: + smoothness term, soft labels": GEN_TERMS,
+    "training: end to end in gen, one dis step": END_TO_END,
+    "optimiser: Adam 2e-4 everywhere": ADAM,
+}
+KEYS = ["word_acc/audio_top1", "word_acc/video_top1", "leakage/word_from_identity", "leakage/identity_from_word_msceleb",
+        "leakage/identity_from_word_video", "judge/lse_c_audio", "judge/lse_c_video", "judge/offset_zero_audio",
+        "judge/mouth_open_corr_audio", "judge/mouth_open_corr_video", "quality/audio_ssim", "quality/audio_psnr_mouth",
+        "quality/video_psnr_mouth"]
+REFS = ["judge/lse_c_real", "judge/lse_c_shuffled_audio", "judge/mouth_open_corr_real", "quality/copy_ref_psnr_mouth",
+        "leakage/word_chance", "leakage/msceleb_identity_chance", "leakage/speaker_chance"]
+STAGES = ("joint", "disent", "gen")
+
+
+def apply(raw: dict, overrides: dict) -> dict:
+    raw = json.loads(json.dumps(raw))
+    for dotted, v in overrides.items():
+        section, key = dotted.split(".")
+        if key not in raw[section]:
+            raise KeyError(f"{dotted}: not a params.yaml key")
+        raw[section][key] = v
+    return raw
+
+
+def stage_keys(raw: dict) -> dict[str, str]:
+    """A stage's run is shared by rows whose inputs to it (and to the stages before it) are equal."""
+    keys, upstream = {}, json.dumps({k: raw[k] for k in ("seed", "data", "model")}, sort_keys=True)
+    for s in STAGES:
+        upstream += json.dumps(raw[s], sort_keys=True)
+        keys[s] = hashlib.sha256(upstream.encode()).hexdigest()[:12]
+    return keys
+
+
+def train_row(raw: dict, work: Path, dev: torch.device) -> tuple[dict[str, Path], dict[str, float]]:
+    p = validate(raw, "ablation row")
+    cfg, keys = model_config(p), stage_keys(raw)
+    files = {s: work / f"{s}-{keys[s]}.pt" for s in STAGES}
+    seconds = {}
+    runs = {"joint": lambda d, c, lp, o: run_joint(d, c, lp, joint_hparams(p), o, dev),
+            "disent": lambda d, c, lp, o: run_disent(d, c, lp, disent_hparams(p), files["joint"], o, dev),
+            "gen": lambda d, c, lp, o: run_gen(d, c, lp, gen_hparams(p), files["disent"], o, dev)}
+    for s in STAGES:
+        timing = files[s].with_suffix(".json")
+        if not files[s].exists():
+            loop = replace(loop_config(p, s), checkpoint=str(work / f"{s}-{keys[s]}.last.pt"),
+                           val_every=getattr(p, s).steps + 1)
+            t0 = time.perf_counter()
+            runs[s](data_spec(p, s), cfg, loop, files[s])
+            timing.write_text(json.dumps({"seconds": round(time.perf_counter() - t0, 1)}))
+        seconds[f"time/{s}_s"] = json.loads(timing.read_text())["seconds"]
+    return files, seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", nargs="*", default=list(ROWS), help="rows by name or by the start of their name")
+    ap.add_argument("--seeds", nargs="*", type=int, default=[0])
+    ap.add_argument("--steps", nargs=3, type=int, metavar=("JOINT", "DISENT", "GEN"), default=None,
+                    help="every row's budget (default: params.yaml's joint and disent steps, gen 300 of its 900)")
+    ap.add_argument("--work", default=None, help="keep the stage runs here (default: a temporary directory)")
+    ap.add_argument("--out", default="reports/ablation")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(os.cpu_count() or 1)
+    dev = torch.device("cpu")
+    base = yaml.safe_load(PARAMS_FILE.read_text())
+    out = Path(args.out)
+    results = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
+    results.setdefault("rows", {})
+    budget = dict(zip(STAGES, args.steps or (base["joint"]["steps"], base["disent"]["steps"], 300), strict=True))
+    results["budget"] = budget
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for name in [row_name(r) for r in args.rows]:
+            for seed in args.seeds:
+                raw = apply(base, {**ROWS[name], **{f"{s}.steps": n for s, n in budget.items()}})
+                raw["seed"] = seed
+                files, seconds = train_row(raw, work, dev)
+                p = validate(raw, "ablation row")
+                m, _, _, _ = measure(p, dev, files)
+                run = {**{k: round(float(v), 5) for k, v in m.items() if isinstance(v, (int, float))}, **seconds}
+                results["rows"].setdefault(name, {"overrides": ROWS[name], "runs": {}})["runs"][str(seed)] = run
+                print(name, seed, json.dumps({k: run.get(k) for k in [*KEYS, *seconds]}), flush=True)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
+    write_table(results, out.with_suffix(".md"))
+
+
+def row_name(start: str) -> str:
+    hits = [n for n in ROWS if n == start] or [n for n in ROWS if n.startswith(start)]
+    if len(hits) != 1:
+        raise SystemExit(f"--rows {start!r}: matches {hits or 'no row'} (rows: {list(ROWS)})")
+    return hits[0]
+
+
+def write_table(results: dict, path: Path) -> None:
+    short = lambda k: k.split("/", 1)[1]  # noqa: E731
+    cols = [*KEYS, "time/joint_s", "time/disent_s", "time/gen_s"]
+    lines = ["| row | seeds | " + " | ".join(short(k) for k in cols) + " |", "| --- | --- | " + " | ".join("---" for _ in cols) + " |"]
+    first = None
+    for name, row in results["rows"].items():
+        runs = list(row["runs"].values())
+        first = first or runs[0]
+        cells = []
+        for k in cols:
+            v = np.array([r.get(k, np.nan) for r in runs], dtype=float)
+            fmt = ".1f" if k.startswith("time/") or "psnr" in k else ".3f"
+            cells.append(f"{v.mean():{fmt}}" + (f" ± {v.std(ddof=1):{fmt}}" if len(v) > 1 else ""))
+        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
+    b = results["budget"]
+    refs = ", ".join(f"{short(k)} {first.get(k, float('nan')):.3f}" for k in REFS) if first else ""
+    path.write_text(
+        "# Ablation: the paper's DAVS, ours, and each of our changes switched back (benchmarks/ablation.py)\n\n"
+        f"Embedded corpus, test split. Budget per row: joint {b['joint']}, disent {b['disent']}, gen {b['gen']} steps "
+        "(batch sizes as params.yaml); mean over the seeds shown (± sample std where there are several). Every row is "
+        "scored by the same judges (`models/judges.pt`, trained apart, never a loss). Stage times: 2 CPU cores.\n\n"
+        + "\n".join(lines) + f"\n\nReferences: {refs}\n")
+
+
+if __name__ == "__main__":
+    main()
