@@ -161,8 +161,9 @@ def write_table(results: dict, path: Path) -> None:
     cols = [*KEYS, "time/joint_s", "time/disent_s", "time/gen_s"]
     lines = ["| row | seeds | " + " | ".join(short(k) for k in cols) + " |", "| --- | --- | " + " | ".join("---" for _ in cols) + " |"]
     first = None
-    for name, row in results["rows"].items():
-        runs = list(row["runs"].values())
+    order = [n for n in ROWS if n in results["rows"]] + [n for n in results["rows"] if n not in ROWS]
+    for name in order:
+        runs = list(results["rows"][name]["runs"].values())
         first = first or runs[0]
         cells = []
         for k in cols:

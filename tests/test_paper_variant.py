@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -184,3 +185,24 @@ def test_davs_variant_is_unchanged_by_the_paper_options():
     """The default build is ours: the paper classes appear only with ``variant="paper"``."""
     nets = build(DAVSConfig(image_size=32, feat_dim=16, width=4, gen_width=4, disc_width=4, num_words=3, num_ids=3))
     assert not any(type(m).__module__.startswith("davs.models.paper_") for m in nets.values())
+
+
+def test_paper_variant_talks_through_davs_generate_code(paper_models):
+    """The inference path (`davs generate`'s Talker) runs a paper-variant model file: audio and video words,
+    animation, and the official test-time fine-tune (which restores the weights after)."""
+    from davs.inference import Talker
+    from davs.inference.talk import TalkOptions
+
+    out, cfg, _ = paper_models
+    model = load_model(out / "gen.pt")
+    t = Talker.from_model(model, CPU, batch_size=4, use_landmarks=False, options=TalkOptions(finetune_steps=2))
+    rng = np.random.default_rng(0)
+    crop = rng.integers(0, 255, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
+    words = t.audio_words(rng.normal(0, 0.1, 16000).astype(np.float32), 10)
+    assert words.shape == (10, cfg.feat_dim)
+    assert t.video_words(np.stack([crop] * 3)).shape == (3, cfg.feat_dim)
+    before = {k: v.clone() for k, v in t.nets["G"].state_dict().items()}
+    with t.adapted(crop, words[0]):
+        frames = t.animate(crop, words)
+    assert frames.shape == (10, cfg.image_size, cfg.image_size, 3) and frames.dtype == np.uint8
+    assert all(torch.equal(before[k], v) for k, v in t.nets["G"].state_dict().items())
