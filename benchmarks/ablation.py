@@ -33,7 +33,7 @@ import yaml
 
 from davs.training.runners import run_disent, run_gen, run_joint
 from pipeline.evaluate import measure
-from pipeline.params import PARAMS_FILE, validate
+from pipeline.params import PARAMS_FILE, Params, validate
 from pipeline.stages import data_spec, disent_hparams, gen_hparams, joint_hparams, loop_config, model_config
 
 ADAM = {"joint.optimizer": "adam", "joint.lr": 2e-4, "joint.weight_decay": 0.0, "disent.optimizer": "adam",
@@ -93,7 +93,8 @@ def stage_keys(raw: dict) -> dict[str, str]:
     return keys
 
 
-def train_row(raw: dict, work: Path, dev: torch.device) -> tuple[dict[str, Path], dict[str, float]]:
+def train_row(raw: dict, work: Path, dev: torch.device) -> tuple[Params, dict[str, Path], dict[str, float]]:
+    """Train (or reuse) the row's three stages: its validated params, model files and stage times."""
     p = validate(raw, "ablation row")
     cfg, keys = model_config(p), stage_keys(raw)
     files = {s: work / f"{s}-{keys[s]}.pt" for s in STAGES}
@@ -110,7 +111,7 @@ def train_row(raw: dict, work: Path, dev: torch.device) -> tuple[dict[str, Path]
             runs[s](data_spec(p, s), cfg, loop, files[s])
             timing.write_text(json.dumps({"seconds": round(time.perf_counter() - t0, 1)}))
         seconds[f"time/{s}_s"] = json.loads(timing.read_text())["seconds"]
-    return files, seconds
+    return p, files, seconds
 
 
 def main() -> None:
@@ -138,8 +139,7 @@ def main() -> None:
             for seed in args.seeds:
                 raw = apply(base, {**ROWS[name], **{f"{s}.steps": n for s, n in budget.items()}})
                 raw["seed"] = seed
-                files, seconds = train_row(raw, work, dev)
-                p = validate(raw, "ablation row")
+                p, files, seconds = train_row(raw, work, dev)
                 m, _, _, _ = measure(p, dev, files)
                 run = {**{k: round(float(v), 5) for k, v in m.items() if isinstance(v, (int, float))}, **seconds}
                 results["rows"].setdefault(name, {"overrides": ROWS[name], "runs": {}})["runs"][str(seed)] = run
