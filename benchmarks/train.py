@@ -42,7 +42,7 @@ from davs.training.tasks import DisentTask, GenTask, JointTask
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {"small": DAVSConfig(), "davs": DAVSConfig.davs_size(),  # ours; and the paper variant (model.variant: paper)
-           "paper-small": DAVSConfig(variant="paper", window=6), "paper": DAVSConfig.davs_size(variant="paper")}
+           "paper-small": DAVSConfig(variant="paper", window=6, gen_conceal=False), "paper": DAVSConfig.davs_size(variant="paper")}
 TASKS = {"joint": JointTask, "disent": DisentTask, "gen": GenTask}
 MATMUL_CONV = ("conv", "mm", "matmul", "linear", "gemm", "cudnn", "sm80", "sm90", "cutlass", "xmma")
 

@@ -57,12 +57,15 @@ def _first_line(e: BaseException) -> str:
 
 
 def check_config(ckpt: dict[str, Any], expected: dict[str, Any], path: str | os.PathLike,
-                 fields: tuple[str, ...] | None = None) -> None:
+                 fields: tuple[str, ...] | None = None, defaults: dict[str, Any] | None = None) -> None:
     """Fail with the differing fields when a checkpoint was trained with another model config
-    (only ``fields`` are compared when given)."""
+    (only ``fields`` are compared when given). A field the checkpoint does not name was added to the config
+    after it was written, so it was trained with that field's value in ``defaults`` (the value before the
+    field existed)."""
     got = ckpt.get("model_config")
     if got is None:
         raise CheckpointError(f"{path} has no model_config: not a davs checkpoint")
+    got = {**(defaults or {}), **got}
     keys = fields or tuple(expected)
     diff = {k: (got.get(k), expected[k]) for k in keys if got.get(k) != expected[k]}
     if diff:
@@ -80,5 +83,8 @@ def load_model(path: str | os.PathLike, config: Any = None, device: str | torch.
         raise CheckpointError(f"checkpoint {path} is not a davs model file (no model_config / nets): "
                               "use a file from models/")
     if config is not None:
-        check_config(ck, config.to_dict() if hasattr(config, "to_dict") else dict(config), path, fields)
+        if hasattr(config, "to_dict"):  # a DAVSConfig: fields added since the file was written take their old value
+            check_config(ck, config.to_dict(), path, fields, getattr(type(config), "LEGACY", None))
+        else:
+            check_config(ck, dict(config), path, fields)
     return ck

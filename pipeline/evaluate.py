@@ -68,7 +68,7 @@ def measure(p: Params, dev: torch.device, models: dict[str, Path]):  # noqa: ANN
     data = data_spec(p, "joint")
     data = type(data)(**{**data.__dict__, "batch_size": p.eval.batch_size, "id_batch_size": p.eval.batch_size})
     enc = cfg.ENCODER_FIELDS
-    ck = {s: load_model(models[s], cfg.to_dict(), dev, None if s == "gen" else enc) for s in ("joint", "disent", "gen")}
+    ck = {s: load_model(models[s], cfg, dev, None if s == "gen" else enc) for s in ("joint", "disent", "gen")}
     # disent's networks, then what gen trained: G, and (end to end) the encoders and Cw it fine-tuned
     nets = load_nets(ck["disent"], None, dev) | load_nets(ck["gen"], tuple(k for k in ck["gen"]["nets"]
                                                                           if k not in ("D_temporal", "D_domain")), dev)

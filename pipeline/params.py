@@ -87,6 +87,7 @@ class ModelParams(_Section):
     audio_conditioned_disc: bool
     variant: Literal["davs", "paper"]  # ours, or the official DAVS's networks (davs.models.build)
     dis_frames: Pos  # paper variant: consecutive frames its Cw_p reads (official: 20)
+    gen_conceal: bool  # G's reference has its mouth concealed, so G draws every mouth (davs.models.generator)
 
 
 class _TrainCommon(_Section):
@@ -226,6 +227,9 @@ def cross_check(p: Params) -> list[str]:
         if d.image_size not in (32, 64, 128, 256):
             errs.append(f"data.image_size: {d.image_size}; the paper variant's generator decodes 4x4 by doublings "
                         "to 32, 64, 128 or 256")
+        if p.model.gen_conceal:
+            errs.append("model.gen_conceal: true, but the paper variant's generator reads the whole reference "
+                        "(set it false, or model.variant: davs)")
     if p.synth.test_only_speakers >= p.synth.speakers:
         errs.append(f"synth.test_only_speakers: {p.synth.test_only_speakers}, not fewer than synth.speakers "
                     f"({p.synth.speakers}): no speaker left for training")

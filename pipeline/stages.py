@@ -148,7 +148,7 @@ def model_sizes(p: Params) -> dict:
     return dict(image_size=p.data.image_size, feat_dim=m.feat_dim, width=m.width, gen_width=m.gen_width,
                 disc_width=m.disc_width, mfcc_frames=p.data.mfcc_frames, mfcc_coeffs=p.data.mfcc_coeffs,
                 mfcc_recipe=p.data.mfcc_recipe, window=m.window, audio_conditioned_disc=m.audio_conditioned_disc, mouth_box=tuple(p.data.mouth_box),
-                variant=m.variant, dis_frames=m.dis_frames)
+                variant=m.variant, dis_frames=m.dis_frames, gen_conceal=m.gen_conceal)
 
 
 def model_config(p: Params):  # noqa: ANN201

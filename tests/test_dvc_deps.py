@@ -97,3 +97,23 @@ def test_closure_follows_function_local_imports_and_skips_type_checking(tmp_path
                    "davs/sub/words.txt"}
     whole = {str(p) for p in import_closure(["davs.a"], root=tmp_path)}
     assert "davs/c.py" in whole and "davs/hint.py" not in whole
+
+
+def _param_deps(stage: dict) -> set[str]:
+    return {k for d in stage.get("params", []) for k in ([d] if isinstance(d, str) else next(iter(d.values())) or [])}
+
+
+def test_encoder_stages_rerun_when_a_model_key_that_shapes_their_networks_changes():
+    """joint and disent train the encoders: every model.* key among the fields the encoders depend on
+    (DAVSConfig.ENCODER_FIELDS) is in their params, and disent's Cw_p also reads model.dis_frames. Without
+    this, `dvc exp run -S model.variant=paper` kept the old joint.pt and failed in gen."""
+    from davs.models import DAVSConfig
+    from pipeline.params import ModelParams
+
+    shaping = {f"model.{f}" for f in DAVSConfig.ENCODER_FIELDS if f in ModelParams.model_fields}
+    assert {"model.variant", "model.width", "model.feat_dim"} <= shaping
+    stages = _stages()
+    for name, extra in (("joint", set()), ("disent", {"model.dis_frames"})):
+        deps = _param_deps(stages[name])
+        missing = sorted(k for k in shaping | extra if k not in deps and "model" not in deps)
+        assert not missing, f"dvc.yaml: stage {name!r} must list params {missing}"

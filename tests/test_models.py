@@ -62,6 +62,56 @@ def test_generator_starts_as_copy_and_its_mask_copies_exactly():
     assert m["G"].word_proj.out_features == 2 * SMALL.gen_width * m["Ep"].fmap_size**2
 
 
+def test_concealed_reference_hides_the_mouth_and_keeps_everything_else():
+    """With ``gen_conceal`` G reads the reference's mouth box only through 8x8-cell means: two references
+    that differ inside the box's core by pixels with equal cell means give the same frames, while the same
+    change outside the box changes them; pixels outside the box pass through conceal_mouth untouched."""
+    from davs.models import generate_frames
+    from davs.models.generator import conceal_mouth
+
+    cfg = replace(SMALL, image_size=64, gen_conceal=True)
+    torch.manual_seed(0)
+    m = build(cfg, ("Ep", "G"))
+    assert m["G"].conceal_box == cfg.mouth_box
+    assert build(replace(cfg, gen_conceal=False), ("G",))["G"].conceal_box is None
+    with torch.no_grad():  # a G that changes its input: an open mask and a non-zero change
+        m["G"].to_rgb.weight.normal_(0, 0.1)
+    ref = torch.rand(1, 3, 64, 64) * 2 - 1
+    core = torch.zeros(64, 64, dtype=torch.bool)
+    core[48:56, 24:40] = True  # whole 8x8 cells inside the box (rows 0.62-0.95, cols 0.25-0.75 of 64)
+    zero_mean = torch.randn(1, 3, 8, 8).repeat(1, 1, 1, 2)
+    zero_mean = zero_mean - zero_mean.mean((2, 3), keepdim=True)[..., :1, :1]  # (1, 3, 8, 16), cell means 0
+    zero_mean[..., 8:] = -zero_mean[..., :8]  # each 8x8 cell sums to zero
+    inside = ref.clone()
+    inside[..., 48:56, 24:40] += 0.3 * zero_mean
+    words = torch.randn(1, 4, cfg.feat_dim)
+    with torch.no_grad():
+        base, same = generate_frames(m["Ep"], m["G"], ref, words), generate_frames(m["Ep"], m["G"], inside, words)
+        outside = ref.clone()
+        outside[..., 8:16, 24:40] += 0.3 * zero_mean  # the same change on the forehead
+        moved = generate_frames(m["Ep"], m["G"], outside, words)
+    torch.testing.assert_close(same, base, atol=1e-5, rtol=0)
+    assert (moved - base).abs().max() > 0.01
+    hidden = conceal_mouth(ref, cfg.mouth_box)
+    rows = torch.zeros(64, dtype=torch.bool)
+    rows[: int(0.62 * 64) - 4] = True  # well above the box
+    assert torch.equal(hidden[..., rows, :], ref[..., rows, :])
+    assert not torch.equal(hidden[..., core], ref[..., core])
+
+
+def test_a_model_file_from_before_a_config_field_existed_reads_as_it_was_trained(tmp_path):
+    """A file written before ``gen_conceal`` existed was trained without it, whatever the default is now."""
+    from davs.checkpoint import CheckpointError, load_model, save_checkpoint
+
+    cfg = replace(SMALL, gen_conceal=False)
+    old = {k: v for k, v in cfg.to_dict().items() if k not in DAVSConfig.LEGACY}  # written before those fields
+    save_checkpoint(tmp_path / "old.pt", {"model_config": old, "stage": "gen", "nets": {}})
+    assert load_model(tmp_path / "old.pt", cfg)["stage"] == "gen"
+    assert DAVSConfig.from_dict(old) == cfg
+    with pytest.raises(CheckpointError, match="gen_conceal: checkpoint False vs configured True"):
+        load_model(tmp_path / "old.pt", replace(cfg, gen_conceal=True))
+
+
 def test_davs_size_preset_builds_the_paper_networks():
     cfg = DAVSConfig.davs_size()
     assert (cfg.image_size, cfg.feat_dim, cfg.num_words) == (256, 256, 500)

@@ -120,7 +120,7 @@ def test_smoothness_term_ignores_the_mouth():
 def paper_models(shards, tmp_path_factory):
     out = tmp_path_factory.mktemp("paper")
     data = _data(shards)
-    cfg = model_config_for(data, **{**SIZES, "window": 4}, variant="paper", dis_frames=8)
+    cfg = model_config_for(data, **{**SIZES, "window": 4}, variant="paper", dis_frames=8, gen_conceal=False)
     loop = LoopConfig(steps=3, log_every=3, val_every=3, ckpt_every=3, optimizer="adam", weight_decay=0.0)
     forms = dict(contrastive_form="paper")
     m1 = run_joint(data, cfg, loop, JointHParams(domain_loss="flip", domain=5.0, **forms), out / "joint.pt", CPU)
@@ -171,10 +171,12 @@ def test_paper_variant_checks_its_params(tmp_path):
 
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["model"]["variant"] = "paper"
+    raw["model"]["gen_conceal"] = False
     validate(raw)  # the embedded corpus's 64 px faces and 25 frames suit it
     raw["model"]["dis_frames"] = 30
     raw["data"]["image_size"] = 96
-    with pytest.raises(ParamsError, match=r"model\.dis_frames.*\n.*data\.image_size"):
+    raw["model"]["gen_conceal"] = True  # the paper's G has no concealed reference
+    with pytest.raises(ParamsError, match=r"model\.dis_frames.*\n.*data\.image_size.*\n.*model\.gen_conceal"):
         validate(raw)
     raw["model"]["variant"] = "official"
     with pytest.raises(ParamsError, match=r"model\.variant"):

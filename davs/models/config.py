@@ -25,15 +25,21 @@ class DAVSConfig:
     audio_conditioned_disc: bool = True
     variant: str = "davs"  # "davs" (ours) or "paper" (the official DAVS's networks: see build())
     dis_frames: int = 20  # paper variant: consecutive frames the word-from-identity classifier reads (official 20)
+    gen_conceal: bool = True  # G's reference has its mouth box concealed: G draws every mouth (davs.models.generator)
 
     # the fields the encoders and classifiers depend on (what disent / gen must share with joint)
     ENCODER_FIELDS = ("image_size", "feat_dim", "width", "num_words", "num_ids", "num_speakers", "mfcc_frames",
                       "mfcc_coeffs", "mfcc_recipe", "mouth_box", "variant")
     VARIANTS = ("davs", "paper")
+    # fields added after model files were first written, with the value every earlier file was trained with:
+    # a file that does not name a field is read with this value, not the current default
+    LEGACY = {"variant": "davs", "dis_frames": 20, "gen_conceal": False}
 
     def __post_init__(self) -> None:
         if self.variant not in self.VARIANTS:
             raise ValueError(f"model variant must be one of {self.VARIANTS} (got {self.variant!r})")
+        if self.variant == "paper" and self.gen_conceal:
+            raise ValueError("gen_conceal: the paper variant's generator reads the whole reference (set it False)")
 
     @staticmethod
     def davs_size(num_words: int = 500, num_ids: int = 40145, variant: str = "davs") -> DAVSConfig:
@@ -42,7 +48,8 @@ class DAVSConfig:
         discriminator, 20-frame Cw_p and SyncNet MFCCs."""
         if variant == "paper":
             return DAVSConfig(image_size=256, feat_dim=256, width=32, gen_width=64, disc_width=64, window=6,
-                              num_words=num_words, num_ids=num_ids, mfcc_recipe="syncnet", variant="paper", dis_frames=20)
+                              num_words=num_words, num_ids=num_ids, mfcc_recipe="syncnet", variant="paper", dis_frames=20,
+                              gen_conceal=False)
         return DAVSConfig(image_size=256, feat_dim=256, width=64, gen_width=64, disc_width=64,
                           num_words=num_words, num_ids=num_ids, variant=variant)
 
@@ -51,4 +58,4 @@ class DAVSConfig:
 
     @staticmethod
     def from_dict(d: dict) -> DAVSConfig:
-        return DAVSConfig(**{**d, "mouth_box": tuple(d["mouth_box"])})
+        return DAVSConfig(**{**DAVSConfig.LEGACY, **d, "mouth_box": tuple(d["mouth_box"])})

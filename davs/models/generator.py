@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from davs.models.blocks import ConvBlock, UpBlock
@@ -24,13 +25,18 @@ class Generator(nn.Module):
     mask (A = 1) copies exactly, which an ungated change, a linear map of normalised features, cannot;
     the change is spent where speech moves the face, the mouth. ``delta`` starts at zero (and so do the
     FiLM layers), so G starts exactly as the copy-the-reference baseline, with A = 1/2.
+
+    With ``conceal_box`` (a relative (y0, x0, y1, x1) box) the reference's mouth is hidden before Ep reads it
+    and before it is copied (:func:`conceal_mouth`): G cannot keep the reference's mouth and must draw one from
+    the word feature, whatever the reference's mouth looked like (the inpainting of Wav2Lip, which masks the
+    lower half of its input face).
     """
 
     def __init__(self, id_channels: int, skip_channels: list[int], feat_dim: int = 128, gen_width: int = 32,
-                 fmap_size: int = 8) -> None:
+                 fmap_size: int = 8, conceal_box: tuple[float, float, float, float] | None = None) -> None:
         super().__init__()
         g = gen_width
-        self.fmap_size = fmap_size
+        self.fmap_size, self.conceal_box = fmap_size, conceal_box
         self.word_proj = nn.Linear(feat_dim, 2 * g * fmap_size * fmap_size)
         self.fuse = nn.Sequential(ConvBlock(id_channels + 2 * g, 4 * g), ConvBlock(4 * g, 4 * g))
         ups, ch = [], 4 * g
@@ -65,11 +71,26 @@ class Generator(nn.Module):
         return (image, mask) if return_mask else image
 
 
+def conceal_mouth(ref: torch.Tensor, box: tuple[float, float, float, float], pool: int = 8) -> torch.Tensor:
+    """ref (N, 3, H, W) -> the same with the ellipse in the relative box replaced (edge feathered) by the image
+    averaged over ``pool`` x ``pool`` cells: the colours stay (skin, lips), the mouth's shape and state go."""
+    n, _, h, w = ref.shape
+    y0, x0, y1, x1 = box
+    yy = (torch.arange(h, device=ref.device, dtype=ref.dtype)[:, None] + 0.5) / h
+    xx = (torch.arange(w, device=ref.device, dtype=ref.dtype)[None, :] + 0.5) / w
+    r = (((yy - (y0 + y1) / 2) / ((y1 - y0) / 2)) ** 2 + ((xx - (x0 + x1) / 2) / ((x1 - x0) / 2)) ** 2).sqrt()
+    m = ((1.1 - r) / 0.2).clamp(0, 1)  # (H, W): 1 inside 0.9 of the ellipse, 0 past 1.1
+    coarse = F.interpolate(F.avg_pool2d(ref, pool, ceil_mode=True), size=(h, w), mode="bilinear", align_corners=False)
+    return torch.lerp(ref, coarse, m)  # (N, 3, H, W)
+
+
 def generate_frames(ep: nn.Module, g: Generator, ref: torch.Tensor, words: torch.Tensor,
                     return_mask: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """ref (B, 3, H, W) reference faces, words (B, W, D) word features -> (B, W, 3, H, W) frames
     (and G's attention masks (B, W, 1, H, W), 1 = copied from the reference). Ep encodes each reference once."""
     b, w = words.shape[:2]
+    if getattr(g, "conceal_box", None) is not None:
+        ref = conceal_mouth(ref, g.conceal_box)  # (B, 3, H, W): G sees no mouth to copy
     idf = ep(ref)
     rep = lambda x: x.repeat_interleave(w, 0)  # noqa: E731 - (B, ...) -> (B*W, ...)
     out, mask = g(rep(idf.fmap), [rep(s) for s in idf.skips], words.flatten(0, 1), return_mask=True)  # (B*W, 3|1, H, W)

@@ -60,7 +60,7 @@ def _run(make_task: Callable[[], Any], stage: str, data: DataSpec, cfg: DAVSConf
     torch.manual_seed(loop.seed)  # the initial weights (the loop seeds again for data order and dropout)
     task = make_task()
     if init:
-        task.load_parts(load_model(init, cfg.to_dict(), fields=DAVSConfig.ENCODER_FIELDS)["nets"], init_parts)
+        task.load_parts(load_model(init, cfg, fields=DAVSConfig.ENCODER_FIELDS)["nets"], init_parts)
     loop.fingerprint = run_fingerprint(stage, data, cfg, loop, task.w, init)
     streams = _streams(task.streams, data, cfg.window)
     val = eval_loaders(data, cfg.window, "val", task.streams)

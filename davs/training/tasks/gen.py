@@ -28,8 +28,8 @@ from davs.training.tasks.disent import dis_run
 
 @dataclass(frozen=True)
 class GenHParams:
-    lr: float = 1e-3
-    d_lr: float = 1e-3
+    lr: float = 2e-4
+    d_lr: float = 2e-4
     l1: float = 1.0
     mouth: float = 8.0
     gan: float = 0.01
