@@ -113,8 +113,10 @@ def main(argv: list[str] | None = None) -> int:
         log.info("seed %d: dvc exp run --temp -S seed=%d", s, s)
         if name in _dvc(["exp", "list", "--name-only"], capture=True).split():
             _dvc(["exp", "remove", name], capture=True)  # rerun with today's code (restored if unchanged)
+        base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
         _dvc(["exp", "run", "--temp", "-n", name, "-S", f"seed={s}"])
-        m = _find_metrics(json.loads(_dvc(["exp", "show", "--json"], capture=True)), name)
+        # the experiment hangs off the commit it started from, which stays findable if HEAD moves meanwhile
+        m = _find_metrics(json.loads(_dvc(["exp", "show", "--json", "--rev", base], capture=True)), name)
         if m is None:
             raise RuntimeError(f"experiment {name} has no {METRICS} in 'dvc exp show --json'")
         runs[s] = m
