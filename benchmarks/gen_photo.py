@@ -14,7 +14,8 @@ and ``model.*`` keys), then measures:
     python benchmarks/gen_photo.py --row "concealed, gen lr 1e-3:gen.lr=0.001,gen.d_lr=0.001"
     python benchmarks/gen_photo.py --row "default:"
 Writes benchmarks/results/gen_photo.json (one entry per row) and each row's grid and photo video under
-``--work``. Torch runs on ``--threads`` threads (1 for the committed rows).
+``--work``. Torch runs on ``--threads`` threads (1 for the committed rows). The committed rows trained in fp32,
+before bf16 autocast on a CPU with AMX became the default: add ``gen.amp=false`` to a row to rerun it as measured.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ import torch
 
 from davs.data.ingest import CelebIngestConfig, LRWIngestConfig, ingest_lrw, ingest_msceleb
 from davs.data.spec import DataSpec, model_config_for
+from davs.devices import cpu_has_bf16_units
 from davs.models import DAVSConfig
 from davs.resources import lrw_words
 from davs.training import distributed as D
@@ -108,7 +109,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8, help="LRW clips per step and rank")
     ap.add_argument("--id-batch-size", type=int, default=0, help="MS-Celeb faces per step (default: 2x batch)")
     ap.add_argument("--workers", type=int, default=1, help="loader worker processes per rank")
-    ap.add_argument("--no-amp", action="store_true", help="no bf16 autocast (CUDA only uses it)")
+    ap.add_argument("--no-amp", action="store_true",
+                    help="no bf16 autocast (used on CUDA and on a CPU with AMX, as the pipeline does)")
     ap.add_argument("--compile", action="store_true", help="torch.compile every network")
     ap.add_argument("--profile", action="store_true", help="also profile one step (torch.profiler)")
     ap.add_argument("--image-size", type=int, default=0, help="override the preset's face size")
@@ -132,8 +134,9 @@ def main() -> None:
     torch.manual_seed(0)
     task = TASKS[args.stage](cfg)
     per_step: list[dict] = []
-    loop = LoopConfig(steps=args.warmup + args.steps, amp=not args.no_amp, compile=args.compile, log_every=1,
-                      val_every=10**9, checkpoint=None, weight_decay=1e-4, grad_clip=5.0)
+    loop = LoopConfig(steps=args.warmup + args.steps, amp=not args.no_amp, amp_on_cpu=cpu_has_bf16_units(),
+                      compile=args.compile, log_every=1, val_every=10**9, checkpoint=None, weight_decay=1e-4, grad_clip=5.0)
+    bf16 = loop.amp and (dev.type == "cuda" or loop.amp_on_cpu)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     streams = _streams(task.streams, data, cfg.window)
@@ -149,7 +152,7 @@ def main() -> None:
         "stage": args.stage, "preset": args.preset, "image_size": cfg.image_size, "feat_dim": cfg.feat_dim,
         "width": cfg.width, "device": device_name(dev), "world_size": world, "batch_size": args.batch_size,
         "id_batch_size": data.id_batch_size, "workers": args.workers,
-        "amp_bf16": bool(loop.amp and dev.type == "cuda"), "compile": args.compile,
+        "amp_bf16": bf16, "compile": args.compile,
         "steps_timed": len(timed), "step_s": round(step_s, 4), "data_s": round(data_s, 4),
         "data_fraction": round(data_s / step_s, 3), "steps_per_s": round(1 / step_s, 3),
         "samples_per_s": round(args.batch_size * world / step_s, 1),
@@ -158,7 +161,7 @@ def main() -> None:
         "torch": torch.__version__, "threads": torch.get_num_threads(),
     }
     if args.profile:
-        row["profile"] = profile_step(task, streams, dev, loop.amp and dev.type == "cuda")
+        row["profile"] = profile_step(task, streams, dev, bf16)
     D.cleanup()
     if rank != 0:
         return

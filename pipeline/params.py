@@ -101,7 +101,7 @@ class _TrainCommon(_Section):
     log_every: Pos
     val_every: Pos
     ckpt_every: Pos
-    amp: bool  # bf16 autocast (GPU)
+    amp: bool  # bf16 autocast on CUDA and on a CPU with AMX (fp32 on other CPUs)
     compile: bool  # torch.compile the modules
 
 

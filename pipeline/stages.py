@@ -158,13 +158,16 @@ def model_config(p: Params):  # noqa: ANN201
 
 
 def loop_config(p: Params, stage: str):  # noqa: ANN201
+    """The stage's loop; ``amp`` autocasts to bf16 on CUDA, and on a CPU with bf16 units (AMX) too."""
+    from davs.devices import cpu_has_bf16_units
     from davs.training.loop import LoopConfig
 
     s = getattr(p, stage)
     return LoopConfig(
         steps=s.steps, optimizer=s.optimizer, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
-        log_every=s.log_every, val_every=s.val_every, ckpt_every=s.ckpt_every, amp=s.amp, compile=s.compile,
-        seed=p.seed, checkpoint=str(paths.CHECKPOINTS / stage / "last.pt"),
+        log_every=s.log_every, val_every=s.val_every, ckpt_every=s.ckpt_every, amp=s.amp,
+        amp_on_cpu=s.amp and cpu_has_bf16_units(), compile=s.compile, seed=p.seed,
+        checkpoint=str(paths.CHECKPOINTS / stage / "last.pt"),
     )
 
 

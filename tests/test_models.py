@@ -99,6 +99,21 @@ def test_concealed_reference_hides_the_mouth_and_keeps_everything_else():
     assert not torch.equal(hidden[..., core], ref[..., core])
 
 
+def test_conceal_cells_scale_with_the_face():
+    """At 128 px the mouth is averaged over 16x16 cells (H // 8), the share of the face 8x8 cells are at 64 px:
+    a change with zero mean over one 16x16 cell inside the box is hidden, which 8x8 cells would show."""
+    from davs.models.generator import conceal_mouth
+
+    torch.manual_seed(0)
+    ref = torch.rand(1, 3, 128, 128) * 2 - 1
+    z = torch.randn(1, 3, 16, 16)
+    changed = ref.clone()
+    changed[..., 96:112, 48:64] += 0.3 * (z - z.mean((2, 3), keepdim=True))  # one whole cell, inside the box's core
+    box = (0.62, 0.25, 0.95, 0.75)
+    torch.testing.assert_close(conceal_mouth(changed, box), conceal_mouth(ref, box), atol=1e-5, rtol=0)
+    assert (conceal_mouth(changed, box, pool=8) - conceal_mouth(ref, box, pool=8)).abs().max() > 0.01
+
+
 def test_a_model_file_from_before_a_config_field_existed_reads_as_it_was_trained(tmp_path):
     """A file written before ``gen_conceal`` existed was trained without it, whatever the default is now."""
     from davs.checkpoint import CheckpointError, load_model, save_checkpoint

@@ -100,3 +100,27 @@ def test_library_defaults_are_the_committed_params():
     differ = {name: {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a)
                      if getattr(a, f.name) != getattr(b, f.name)} for name, (a, b) in built.items()}
     assert not any(differ.values()), f"library defaults vs params.yaml (params, default): {differ}"
+
+
+@pytest.mark.parametrize(("amp", "units", "expected"), [(True, True, True), (True, False, False), (False, True, False)])
+def test_stage_amp_autocasts_on_a_cpu_only_where_it_has_bf16_units(monkeypatch, amp, units, expected):
+    import davs.devices
+    from pipeline.stages import loop_config
+
+    raw = _raw()
+    raw["gen"]["amp"] = amp
+    monkeypatch.setattr(davs.devices, "cpu_has_bf16_units", lambda: units)
+    loop = loop_config(validate(raw), "gen")
+    assert loop.amp is amp and loop.amp_on_cpu is expected
+
+
+def test_bf16_units_probe_agrees_with_the_cpu_flags():
+    from pathlib import Path
+
+    from davs.devices import cpu_has_bf16_units
+
+    info = Path("/proc/cpuinfo")
+    if not info.exists():
+        pytest.skip("no /proc/cpuinfo")
+    flags = {f for line in info.read_text().splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
+    assert cpu_has_bf16_units() is ("amx_tile" in flags)

@@ -190,12 +190,14 @@ def test_disent_resume_carries_the_dis_classifier_memory(trained, shards, tmp_pa
             torch.testing.assert_close(v, resumed[part][k], msg=f"{part}.{k} differs after resume")
 
 
-def test_same_seed_same_result(shards, tmp_path):
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])
+def test_same_seed_same_result(shards, tmp_path, bf16):
     data = _data(shards)
     cfg = model_config_for(data, **SIZES)
     outs = []
     for i in range(2):
-        run_joint(data, cfg, LoopConfig(steps=3, val_every=100, seed=5), JointHParams(), tmp_path / f"{i}.pt", CPU)
+        loop = LoopConfig(steps=3, val_every=100, seed=5, amp=bf16, amp_on_cpu=bf16)
+        run_joint(data, cfg, loop, JointHParams(), tmp_path / f"{i}.pt", CPU)
         outs.append(load_model(tmp_path / f"{i}.pt")["nets"])
     for part in outs[0]:
         for k, v in outs[0][part].items():

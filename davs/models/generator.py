@@ -71,10 +71,12 @@ class Generator(nn.Module):
         return (image, mask) if return_mask else image
 
 
-def conceal_mouth(ref: torch.Tensor, box: tuple[float, float, float, float], pool: int = 8) -> torch.Tensor:
+def conceal_mouth(ref: torch.Tensor, box: tuple[float, float, float, float], pool: int | None = None) -> torch.Tensor:
     """ref (N, 3, H, W) -> the same with the ellipse in the relative box replaced (edge feathered) by the image
-    averaged over ``pool`` x ``pool`` cells: the colours stay (skin, lips), the mouth's shape and state go."""
-    n, _, h, w = ref.shape
+    averaged over ``pool`` x ``pool`` cells (default H // 8: 8 px at 64 px, the same share of the face at any
+    size): the colours stay (skin, lips), the mouth's shape and state go."""
+    h, w = ref.shape[-2:]
+    pool = pool or max(1, h // 8)
     y0, x0, y1, x1 = box
     yy = (torch.arange(h, device=ref.device, dtype=ref.dtype)[:, None] + 0.5) / h
     xx = (torch.arange(w, device=ref.device, dtype=ref.dtype)[None, :] + 0.5) / w

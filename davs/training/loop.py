@@ -124,7 +124,7 @@ class LoopConfig:
     val_every: int = 200
     ckpt_every: int = 100
     amp: bool = True  # bf16 autocast on CUDA
-    amp_on_cpu: bool = False  # also autocast on CPU (tests; slow on most CPUs)
+    amp_on_cpu: bool = False  # also on the CPU: fast where it has bf16 units (davs.devices.cpu_has_bf16_units)
     compile: bool = False
     seed: int = 0
     checkpoint: str | None = None  # resume file (last.pt), written every ckpt_every steps
