@@ -59,19 +59,28 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name).strip("_")
 
 
-def run_row(p, name: str, overrides: dict, work: Path, dev: torch.device, figures: Path) -> dict:  # noqa: ANN001
-    g = p.gen.model_copy(update={**BASE, **overrides})
-    p = p.model_copy(update={"gen": g})
-    cfg, data = model_config(p), data_spec(p, "gen")
+def train_and_score(p, work: Path, dev: torch.device) -> tuple[float, dict, object]:  # noqa: ANN001
+    """Train ``gen`` with params ``p`` from the committed ``models/disent.pt`` into ``work`` (resuming from
+    ``work/last.pt``; skipped when ``work/gen.pt`` exists), then score it as the eval stage does on the test
+    split: (training seconds, the eval's generator metrics, the generated test frames)."""
+    cfg = model_config(p)
     loop = loop_config(p, "gen")
-    loop = type(loop)(**{**loop.__dict__, "checkpoint": str(work / "last.pt"), "val_every": g.steps + 1})
+    loop = type(loop)(**{**loop.__dict__, "checkpoint": str(work / "last.pt"), "val_every": p.gen.steps + 1})
     t0 = time.perf_counter()
-    run_gen(data, cfg, loop, gen_hparams(p), paths.model_file("disent"), work / "gen.pt", dev)
+    if not (work / "gen.pt").exists():
+        run_gen(data_spec(p, "gen"), cfg, loop, gen_hparams(p), paths.model_file("disent"), work / "gen.pt", dev)
     seconds = time.perf_counter() - t0
-    ck = {s: load_model(f, cfg.to_dict(), dev) for s, f in (("disent", paths.model_file("disent")), ("gen", work / "gen.pt"))}
-    nets = load_nets(ck["disent"], None, dev) | load_nets(ck["gen"], ("G",), dev)
+    # the encoders as committed (a row may change G's config, never theirs); G as this row trained it
+    nets = load_nets(load_model(paths.model_file("disent"), device=dev), None, dev) | \
+        load_nets(load_model(work / "gen.pt", cfg, dev), ("G",), dev)
     test = eval_loaders(data_spec(p, "joint"), cfg.window, "test", ("lrw",))
     m, gen = evaluate_generator(p, nets, test["lrw"], dev)
+    return seconds, m, gen
+
+
+def run_row(p, name: str, overrides: dict, work: Path, dev: torch.device, figures: Path) -> dict:  # noqa: ANN001
+    p = p.model_copy(update={"gen": p.gen.model_copy(update={**BASE, **overrides})})
+    seconds, m, gen = train_and_score(p, work, dev)
     grid(gen, p.eval.grid_rows, figures / f"{slug(name)}.png")
     return {"overrides": overrides, "gen_seconds": round(seconds, 1), **{k: round(v, 4) for k, v in m.items()}}
 

@@ -25,27 +25,20 @@ import json
 import logging
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
-from davs.checkpoint import load_model
-from davs.data.spec import eval_loaders
 from davs.face.align import cut
 from davs.inference.talk import Talker, TalkOptions
 from davs.media import iter_audio
-from davs.models import load_nets
-from davs.training.runners import run_gen
-from pipeline import paths
 from pipeline.evaluate import _grid as grid
-from pipeline.evaluate import evaluate_generator
 from pipeline.params import load_params
-from pipeline.stages import data_spec, gen_hparams, loop_config, model_config
 
 sys.path.insert(0, str(Path(__file__).parent))
+from gen_ablation import train_and_score  # noqa: E402
 from inference_options import photo_scores, speech_file  # noqa: E402
 from mouth_mask import mouth_stats  # noqa: E402
 
@@ -62,16 +55,7 @@ def run_row(overrides: dict, work: Path, dev: torch.device) -> dict:
     if unknown:
         raise SystemExit(f"row keys must be gen.* or model.* (got {unknown})")
     p = p.model_copy(update={s: getattr(p, s).model_copy(update=u) for s, u in sections.items()})
-    cfg = model_config(p)
-    loop = loop_config(p, "gen")
-    loop = type(loop)(**{**loop.__dict__, "checkpoint": str(work / "last.pt"), "val_every": p.gen.steps + 1})
-    t0 = time.perf_counter()
-    if not (work / "gen.pt").exists():
-        run_gen(data_spec(p, "gen"), cfg, loop, gen_hparams(p), paths.model_file("disent"), work / "gen.pt", dev)
-    seconds = time.perf_counter() - t0
-    ck = load_model(work / "gen.pt", cfg, dev)
-    nets = load_nets(load_model(paths.model_file("disent"), device=dev), None, dev) | load_nets(ck, ("G",), dev)
-    m, gen = evaluate_generator(p, nets, eval_loaders(data_spec(p, "joint"), cfg.window, "test", ("lrw",))["lrw"], dev)
+    seconds, m, gen = train_and_score(p, work, dev)
     grid(gen, p.eval.grid_rows, work / "grid.png")
     from skimage import data as skdata
 

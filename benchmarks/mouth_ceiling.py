@@ -15,6 +15,9 @@ the mp4 up to the codec), and each frame t is drawn
 * ``reference pose, averaged``: the mean of frame t's true mouth drawn at every pose the clip's head takes
   (the MSE-optimal blur for a generator that knew the clip's whole pose path but not where in it frame t is;
   more than G knows, so a generous ceiling);
+* ``reference pose, blur s``: the ``reference pose`` frames under a Gaussian blur of s px (on the 64 px
+  crop): a perfect mouth hedged against the unknown head motion as a pose-frozen generator could hedge it,
+  with one blur for every clip and frame, for s in ``--blur``;
 * ``reference, copied``: the reference frame itself (the eval's copy-the-reference baseline, from the shards);
 * ``generated``: the committed generator's audio- and video-driven frames (``models/``), as the eval stage makes them.
 
@@ -39,6 +42,7 @@ from unittest import mock
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 from tqdm import tqdm
 
 import davs.synth.corpus as corpus
@@ -86,6 +90,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--poses", type=int, default=8, help="poses averaged in the 'averaged' row")
+    ap.add_argument("--blur", type=float, nargs="*", default=[0.5, 0.75, 1.0],
+                    help="Gaussian blurs (px of the crop) of the 'reference pose' row to score")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -105,6 +111,9 @@ def main() -> None:
         for name, v in rerender(jobs[key], spec, off, crop, size, args.poses).items():
             oracle.setdefault(name, []).append(v[off : off + t])
     rows = {name: np.stack(v) for name, v in oracle.items()}  # (N, T, H, W, 3) each
+    for sigma in args.blur:  # over H and W only
+        blurred = gaussian_filter(rows["reference pose"].astype(np.float32), sigma=(0, 0, sigma, sigma, 0))
+        rows[f"reference pose, blur {sigma:g}"] = np.clip(blurred.round(), 0, 255).astype(np.uint8)
     rows |= {"reference, copied": np.repeat(gen.ref[:, None], t, 1), "generated, audio-driven": gen.audio,
              "generated, video-driven": gen.video}
     flat = lambda x: x[:, 1:].reshape(-1, *x.shape[2:])  # noqa: E731 - as eval: frames 1.. (frame 0 is the reference)
@@ -118,8 +127,11 @@ def main() -> None:
                         "psnr_mouth_vs_reference_pose_truth": round(q_ref["psnr_mouth"], 3)}
         print(f"{name:28s} " + "  ".join(f"{k} {x:.3f}" for k, x in result[name].items()), flush=True)
     copy = result["reference, copied"]["psnr_mouth"]
-    out = {"note": "benchmarks/mouth_ceiling.py; test split of the embedded corpus, committed models/, one run "
-                   "(deterministic); scored as the eval stage scores (frames 1.., mouth box of the 64 px crop)",
+    from davs.provenance import environment
+
+    out = {"note": "benchmarks/mouth_ceiling.py; test split of the embedded corpus, models/ of this machine's "
+                   "dvc repro, one run (deterministic); scored as the eval stage scores (frames 1.., mouth box of "
+                   "the 64 px crop)", "cpu": environment()["cpu"],
            "clips": int(gen.gt.shape[0]), "frames_per_clip": int(t), "rows": result,
            "target_psnr_mouth": round(copy + 2.0, 3),
            "psnr_mouth_minus_copy_db": {k: round(v["psnr_mouth"] - copy, 3) for k, v in result.items()}}

@@ -8,6 +8,12 @@ stages that do not depend on ``seed`` (synth, ingestion, the judges) are restore
 workspace and its ``reports/`` are left untouched. A seed run before with the same
 code and params is restored from DVC's run cache instead of retrained. Metrics are read back with
 ``dvc exp show --json``.
+
+Runs differ by machine (another CPU model picks other float kernels; a CPU with AMX trains in bf16, another in
+fp32), so ``reports/seeds.json`` keeps one entry per machine under ``machines`` (its ``environment``, as in
+``reports/environment.json``): a run here replaces this machine's entry and keeps the others. The top-level
+``seeds`` and ``metrics`` are the spread on the machine the committed results came from (the README's table);
+``python -m pipeline.repro_check`` judges a run on another machine by the spread over every machine recorded.
 """
 
 from __future__ import annotations
@@ -83,6 +89,23 @@ def summarise(runs: dict[int, dict[str, float]]) -> dict[str, Any]:
     return out
 
 
+def merge_machines(previous: dict[str, Any] | None, summary: dict[str, Any], here: dict[str, Any],
+                   committed_env: dict[str, Any] | None) -> dict[str, Any]:
+    """The new ``seeds.json``: ``summary`` (this machine's seeds) becomes ``here``'s entry under ``machines``,
+    replacing an entry with the same environment and keeping the others; the top level is this summary when
+    ``here`` is the committed results' machine (or nothing was recorded), else stays as it was. A file written
+    before ``machines`` existed holds one spread, the committed machine's: it becomes that machine's entry."""
+    previous = previous or {}
+    machines = list(previous.get("machines", []))
+    if not machines and previous.get("metrics") and committed_env is not None:
+        machines = [{"environment": committed_env, "seeds": previous["seeds"], "metrics": previous["metrics"]}]
+    machines = [m for m in machines if m["environment"] != here]
+    machines.append({"environment": here, **summary})
+    top = summary if here == committed_env or not previous.get("metrics") else \
+        {"seeds": previous["seeds"], "metrics": previous["metrics"]}
+    return {**top, "machines": machines}
+
+
 def table(summary: dict[str, Any], keys: tuple[str, ...] = HEADLINE) -> str:
     n = len(summary["seeds"])
     rows = [f"| metric | mean ± std over {n} seeds ({', '.join(map(str, summary['seeds']))}) | per seed |",
@@ -122,8 +145,20 @@ def main(argv: list[str] | None = None) -> int:
         runs[s] = m
     summary = summarise(runs)
     out = REPO / args.out
+    from davs.provenance import environment
+
+    committed = subprocess.run(["git", "show", "HEAD:reports/environment.json"], cwd=REPO, capture_output=True,
+                               text=True)
+    committed_env = json.loads(committed.stdout) if committed.returncode == 0 else None
+    previous = json.loads(out.read_text()) if out.exists() else None
+    here = environment()
+    merged = merge_machines(previous, summary, here, committed_env)
+    log.info("%s: %d machine(s) recorded; this one (%s) %s", out, len(merged["machines"]), here["cpu"],
+             "is the committed results' machine" if here == committed_env else "is another machine")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(summary, indent=1) + "\n")
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(merged, indent=1) + "\n")
+    tmp.replace(out)
     print(table(summary))
     return 0
 
