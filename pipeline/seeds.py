@@ -5,8 +5,9 @@
 The seed of the committed workspace run is read from ``reports/metrics.json`` when ``dvc.lock``, ``reports/``
 and ``params.yaml`` are as committed; every other seed is ``dvc exp run --temp -S seed=N`` (a temporary copy of the workspace sharing the DVC cache, so
 stages that do not depend on ``seed`` (synth, ingestion, the judges) are restored, not rerun); the
-workspace and its ``reports/`` are left untouched. A seed run before with the same
-code and params is restored from DVC's run cache instead of retrained. Metrics are read back with
+workspace and its ``reports/`` are left untouched. The training stages rerun every time, a seed run before
+included: their ``dvclive/<stage>`` output is ``cache: false``, which keeps a stage out of DVC's run cache
+(about 8 min a seed on 2 cores). Metrics are read back with
 ``dvc exp show --json``.
 
 Runs differ by machine (another CPU model picks other float kernels; a CPU with AMX trains in bf16, another in
