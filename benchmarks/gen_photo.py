@@ -16,6 +16,7 @@ and ``model.*`` keys), then measures:
 Writes benchmarks/results/gen_photo.json (one entry per row) and each row's grid and photo video under
 ``--work``. Torch runs on ``--threads`` threads (1 for the committed rows). The committed rows trained in fp32,
 before bf16 autocast on a CPU with AMX became the default: add ``gen.amp=false`` to a row to rerun it as measured.
+Rows since record the CPU and whether it trained in bf16 (``cpu``, ``bf16_training``): rows compare within a machine.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ import numpy as np
 import torch
 import yaml
 
+from davs.devices import cpu_has_bf16_units
 from davs.face.align import cut
 from davs.inference.talk import Talker, TalkOptions
 from davs.media import iter_audio
+from davs.provenance import environment
 from pipeline.evaluate import _grid as grid
 from pipeline.params import load_params
 
@@ -88,7 +91,8 @@ def main() -> None:
             overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in kv.split(",") if item)}
             work = Path(args.work or tmp) / "".join(c if c.isalnum() else "_" for c in name)
             work.mkdir(parents=True, exist_ok=True)
-            results[name] = {**run_row(overrides, work, torch.device("cpu")), "torch_threads": args.threads}
+            results[name] = {**run_row(overrides, work, torch.device("cpu")), "torch_threads": args.threads,
+                             "cpu": environment()["cpu"], "bf16_training": cpu_has_bf16_units()}
             print(name, json.dumps(results[name]), flush=True)
             OUT.parent.mkdir(exist_ok=True)
             OUT.write_text(json.dumps(results, indent=2) + "\n")
