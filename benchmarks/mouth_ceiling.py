@@ -51,6 +51,7 @@ from davs.data.lrw import crop_resize
 from davs.data.spec import eval_loaders
 from davs.evaluation import generate_test, image_quality
 from davs.models import load_nets
+from davs.provenance import environment
 from davs.resources import lrw_words
 from davs.synth.corpus import FPS, NUM_FRAMES, choose_words, clip_jobs, render_clip
 from pipeline import paths
@@ -127,8 +128,6 @@ def main() -> None:
                         "psnr_mouth_vs_reference_pose_truth": round(q_ref["psnr_mouth"], 3)}
         print(f"{name:28s} " + "  ".join(f"{k} {x:.3f}" for k, x in result[name].items()), flush=True)
     copy = result["reference, copied"]["psnr_mouth"]
-    from davs.provenance import environment
-
     out = {"note": "benchmarks/mouth_ceiling.py; test split of the embedded corpus, models/ of this machine's "
                    "dvc repro, one run (deterministic); scored as the eval stage scores (frames 1.., mouth box of "
                    "the 64 px crop)", "cpu": environment()["cpu"],

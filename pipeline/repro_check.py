@@ -21,6 +21,7 @@ Two checks, by what can hold where:
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,8 @@ TOLERANCE_STD = 4.0
 MIN_TOLERANCE = 0.02  # relative floor, for metrics whose seeds nearly agreed
 
 
-def _committed(path: str) -> str | None:
+def committed_text(path: str) -> str | None:
+    """The file at ``path`` as committed in HEAD, or None when HEAD has none."""
     r = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=REPO, capture_output=True, text=True)
     return r.stdout if r.returncode == 0 else None
 
@@ -77,12 +79,7 @@ def spread(seeds: dict) -> dict[str, dict[str, float]]:
     for machine in seeds["machines"]:
         for key, s in machine["metrics"].items():
             values.setdefault(key, []).extend(s["values"])
-    out = {}
-    for key, v in values.items():
-        if len(v) >= 2:
-            mean = sum(v) / len(v)
-            out[key] = {"std": (sum((x - mean) ** 2 for x in v) / (len(v) - 1)) ** 0.5, "runs": len(v)}
-    return out
+    return {key: {"std": statistics.stdev(v), "runs": len(v)} for key, v in values.items() if len(v) >= 2}
 
 
 def within_seed_spread(old: dict, new: dict, seeds: dict) -> tuple[list[str], list[str]]:
@@ -106,7 +103,7 @@ def within_seed_spread(old: dict, new: dict, seeds: dict) -> tuple[list[str], li
 
 
 def main() -> int:
-    old_lock, old_env = _committed("dvc.lock"), _committed("reports/environment.json")
+    old_lock, old_env = committed_text("dvc.lock"), committed_text("reports/environment.json")
     if old_lock is None:
         print("repro_check: no committed dvc.lock", file=sys.stderr)
         return 1
@@ -131,12 +128,12 @@ def main() -> int:
         return 0
     committed_env = json.loads(old_env) if old_env else {}
     differs = sorted(k for k in set(env) | set(committed_env) if env.get(k) != committed_env.get(k))
-    seeds_text = _committed("reports/seeds.json")
+    seeds_text = committed_text("reports/seeds.json")
     if not seeds_text:
         print(f"repro_check: FAILED: another environment than the commit's ({', '.join(differs)}) and no "
               "reports/seeds.json to judge the drift by", file=sys.stderr)
         return 1
-    old_m = json.loads(_committed("reports/metrics.json") or "{}")
+    old_m = json.loads(committed_text("reports/metrics.json") or "{}")
     new_m = json.loads((REPO / "reports" / "metrics.json").read_text())
     seeds = json.loads(seeds_text)
     n_machines = len(seeds.get("machines") or [seeds])

@@ -147,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarise(runs)
     out = REPO / args.out
     from davs.provenance import environment
+    from pipeline.repro_check import committed_text
 
-    committed = subprocess.run(["git", "show", "HEAD:reports/environment.json"], cwd=REPO, capture_output=True,
-                               text=True)
-    committed_env = json.loads(committed.stdout) if committed.returncode == 0 else None
+    committed = committed_text("reports/environment.json")
+    committed_env = json.loads(committed) if committed is not None else None
     previous = json.loads(out.read_text()) if out.exists() else None
     here = environment()
     merged = merge_machines(previous, summary, here, committed_env)
