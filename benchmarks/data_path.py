@@ -8,8 +8,8 @@ reference frame and the window. Per sample, in this process: JPEG decode of the 
 :class:`~davs.data.loader.LRWDecode`, and, for the ingestion side, MFCC of the clip's audio. Then the real
 loader's throughput with 1..N worker processes (one thread each), from the first batch on. Shards at
 another size than the pipeline's 64 px are ingested from the embedded corpus into ``benchmarks/.cache``
-(see benchmarks/train.py). Writes ``benchmarks/results/data_path_<size>.json``; the README turns
-``samples_per_s_per_core`` into cores per GPU at a measured step rate.
+(:func:`common.shards_for`). Writes ``benchmarks/results/data_path_<size>.json``;
+``samples_per_s_per_core`` gives the loader cores one accelerator needs at a measured step rate.
 """
 
 from __future__ import annotations
@@ -17,20 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tarfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from common import ROOT, device_name, shards_for
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import ROOT, device_name, shards_for  # noqa: E402
-
-from davs.data.features import mfcc_windows  # noqa: E402
-from davs.data.loader import LRWDecode, SharedEpoch, count_samples, make_loader  # noqa: E402
-from davs.data.shards import decode_jpgs  # noqa: E402
+from davs.data.features import mfcc_windows
+from davs.data.loader import LRWDecode, SharedEpoch, count_samples, make_loader
+from davs.data.shards import decode_jpgs
 
 
 def _samples(shard: Path, n: int) -> list[dict]:

@@ -1,7 +1,7 @@
 """LRW ingestion's face crop, fixed vs landmarks (``data.face_align``): CPU time per clip and alignment.
 
-The clip is the test's: a real face (scikit-image's astronaut) sliding 1.5 px a frame through a 29-frame
-LRW-format clip (``tests/test_ingest.py: _real_face_clip``). For each mode: seconds per ``read_clip`` (mean
+The clip: a real face (scikit-image's astronaut) sliding 1.5 px a frame through a 29-frame LRW-format
+clip (:func:`real_face_clip`; the same clip as ``tests/test_ingest.py``'s landmark-alignment test). For each mode: seconds per ``read_clip`` (mean
 of ``--repeats`` after one warm-up that loads dlib), the largest distance of dlib's eyes and mouth on the
 128-px crops (frames 0, 14, 28) from the training template, and the mean |first crop - last crop|.
 
@@ -13,20 +13,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
+from skimage import data
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from davs.data.lrw import read_clip  # noqa: E402
-from davs.face.align import TEMPLATE, FaceAligner  # noqa: E402
-from tests.test_ingest import _real_face_clip  # noqa: E402
+from davs.data.lrw import ClipRef, read_clip
+from davs.face.align import TEMPLATE, FaceAligner
+from davs.media import write_mp4
 
 OUT = Path(__file__).parent / "results" / "face_align.json"
 SIZE = 128
+
+
+def real_face_clip(root: Path, drift: float) -> ClipRef:
+    """An LRW-format clip of a real face (scikit-image's astronaut) that slides ``drift`` px per frame."""
+    face = cv2.resize(data.astronaut()[20:260, 130:370], (256, 256), interpolation=cv2.INTER_AREA)
+    frames = [cv2.warpAffine(face, np.float64([[1, 0, (i - 14) * drift], [0, 1, (i - 14) * drift / 2]]), (256, 256),
+                             borderMode=cv2.BORDER_REPLICATE) for i in range(29)]
+    d = root / "ABOUT" / "test"
+    d.mkdir(parents=True)
+    t = np.arange(29 * 640) / 16000
+    write_mp4(d / "ABOUT_00001.mp4", np.stack(frames), fps=25, audio=(0.2 * np.sin(2 * np.pi * 220 * t)).astype(np.float32))
+    (d / "ABOUT_00001.txt").write_text("Text:  ABOUT\nConf:  1\n\nDuration: 0.40 seconds\n")
+    return ClipRef(str(d / "ABOUT_00001.mp4"), "ABOUT", "test", 1, "")
 
 
 def main() -> None:
@@ -36,7 +49,7 @@ def main() -> None:
     probe = FaceAligner(SIZE)
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
-        ref = _real_face_clip(Path(tmp), drift=1.5)
+        ref = real_face_clip(Path(tmp), drift=1.5)
         for mode, box in (("fixed", (48, 48, 160)), ("landmarks", (48, 48, 160))):
             read_clip(ref, box, SIZE, face_align=mode)  # warm-up
             t0 = time.perf_counter()

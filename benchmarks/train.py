@@ -3,7 +3,7 @@
     python benchmarks/train.py --stage joint --preset small --device cpu --steps 20
     python benchmarks/train.py --stage gen --preset davs --device cuda --batch-size 16 --workers 12 --compile
 
-Runs the pipeline's own code (:mod:`davs.training.runners` streams, :func:`davs.training.loop.train`) for
+Runs the pipeline's own code (:func:`davs.training.runners.train_streams`, :func:`davs.training.loop.train`) for
 ``--warmup`` + ``--steps`` steps from a fresh initialisation (throughput does not depend on the weights) on
 real shards: the pipeline's ``data/shards`` at the small preset's 64 px, or, at another image size, shards
 ingested from the embedded corpus (``data/corpus``, from ``dvc repro synth``) into ``benchmarks/.cache``.
@@ -23,55 +23,25 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
-import platform
 import resource
 import time
 from pathlib import Path
 
 import torch
+from common import ROOT, device_name, shards_for
 
-from davs.data.ingest import CelebIngestConfig, LRWIngestConfig, ingest_lrw, ingest_msceleb
 from davs.data.spec import DataSpec, model_config_for
 from davs.devices import cpu_has_bf16_units
 from davs.models import DAVSConfig
-from davs.resources import lrw_words
 from davs.training import distributed as D
 from davs.training.loop import LoopConfig, train, weighted_total
-from davs.training.runners import _streams
+from davs.training.runners import train_streams
 from davs.training.tasks import DisentTask, GenTask, JointTask
 
-ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {"small": DAVSConfig(), "davs": DAVSConfig.davs_size(),  # ours; and the paper variant (model.variant: paper)
            "paper-small": DAVSConfig(variant="paper", window=6, gen_conceal=False), "paper": DAVSConfig.davs_size(variant="paper")}
 TASKS = {"joint": JointTask, "disent": DisentTask, "gen": GenTask}
 MATMUL_CONV = ("conv", "mm", "matmul", "linear", "gemm", "cudnn", "sm80", "sm90", "cutlass", "xmma")
-
-
-def device_name(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-
-
-def shards_for(size: int, corpus: Path, cache: Path) -> tuple[Path, Path]:
-    """LRW and MS-Celeb shards at ``size`` px: the pipeline's at its own size, else ingested once into cache."""
-    if size == 64 and (ROOT / "data/shards/lrw/summary.json").exists():
-        return ROOT / "data/shards/lrw", ROOT / "data/shards/msceleb"
-    lrw, celeb = cache / f"lrw-{size}", cache / f"msceleb-{size}"
-    if not (lrw / "summary.json").exists():
-        ingest_lrw(corpus / "lipread_mp4", lrw, cache / f"lrw-{size}.quality.json", LRWIngestConfig(image_size=size),
-                   lrw_words())
-    if not (celeb / "summary.json").exists():
-        ingest_msceleb(corpus / "msceleb" / "FaceImageCroppedWithAlignment.tsv", celeb,
-                       cache / f"msceleb-{size}.quality.json", CelebIngestConfig(image_size=size))
-    return lrw, celeb
 
 
 def profile_step(task: torch.nn.Module, streams: dict, dev: torch.device, amp: bool) -> dict:
@@ -139,7 +109,7 @@ def main() -> None:
     bf16 = loop.amp and (dev.type == "cuda" or loop.amp_on_cpu)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    streams = _streams(task.streams, data, cfg.window)
+    streams = train_streams(task.streams, data, cfg.window)
     t0 = time.perf_counter()
     train(task, streams, loop, dev, callback=lambda step, m: per_step.append({"step": step, **m}))
     wall = time.perf_counter() - t0

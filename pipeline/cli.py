@@ -22,6 +22,7 @@ COMMANDS = {
     "ingest-msceleb": "pipeline.stages:ingest_msceleb",
     "train": "pipeline.stages:train",
     "judges": "pipeline.stages:judges",
+    "lips": "pipeline.stages:lips",
     "eval": "pipeline.evaluate:evaluate",
     "generate": "pipeline.generate:run",
 }
@@ -84,6 +85,7 @@ def _main(argv: list[str] | None) -> int:
     t.add_argument("stage", choices=["joint", "disent", "gen"])
     t.add_argument("--device", default="auto", help="auto, cpu or cuda")
     sub.add_parser("judges", help="train the evaluation judges (mouth-state regressor, SyncNet) -> models/judges.pt")
+    sub.add_parser("lips", help="fit the lip head (mouth shape from word features) for davs generate -> models/lips.pt")
     e = sub.add_parser("eval", help="evaluate on the test split -> reports/metrics.json, plots, samples")
     e.add_argument("--device", default="auto")
     c = sub.add_parser("check-params", help="validate params.yaml and print it (the DVC stage writes --out)")
@@ -96,6 +98,11 @@ def _main(argv: list[str] | None) -> int:
     src.add_argument("--driving-video", help="video whose lip motion (and audio) the face mimics")
     g.add_argument("--out", required=True, help="output mp4 (H.264 + AAC)")
     g.add_argument("--checkpoint", default="models/gen.pt", help="generator model file (default: models/gen.pt)")
+    g.add_argument("--renderer", choices=["warp", "paste"], default="warp",
+                   help="photos: warp (the photo's own lips, moved by the lip head at the photo's resolution; default) "
+                        "or paste (the generator's mouth change pasted on the photo)")
+    g.add_argument("--lips", help="lip head model file for --renderer warp (default: lips.pt beside --checkpoint; "
+                                  "without one, the generator's mouth is pasted)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda")
     g.add_argument("--batch-size", type=int, default=64, help="frames generated per forward pass")
     g.add_argument("--fps", type=float, default=25.0, help="output frame rate (the model runs at 25 fps)")

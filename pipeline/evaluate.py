@@ -30,13 +30,7 @@ def _round(d: dict) -> dict:
 def evaluate(p: Params, device: str = "auto") -> dict:
     dev = resolve_device(device)
     m, gen, feats, ck = measure(p, dev, {s: paths.model_file(s) for s in ("joint", "disent", "gen")})
-    for ds in ("lrw", "msceleb"):
-        q = REPORTS / "data_quality" / f"{ds}.json"
-        if q.exists():
-            qd = json.loads(q.read_text())
-            m[f"data/{ds}_bad"] = qd["bad"]
-            m[f"data/{ds}_total"] = qd["total"]
-    m = _round(m)
+    m = _round(m | data_counts())
     _write_json(REPORTS / "metrics.json", m)
     _write_json(REPORTS / "environment.json", environment())  # what bit-exact reproduction needs alike
 
@@ -54,10 +48,22 @@ def evaluate(p: Params, device: str = "auto") -> dict:
     return m
 
 
+def data_counts() -> dict[str, int]:
+    """Bad and total inputs of each ingestion (``reports/data_quality``), as ``data/<dataset>_{bad,total}``."""
+    m = {}
+    for ds in ("lrw", "msceleb"):
+        q = REPORTS / "data_quality" / f"{ds}.json"
+        if q.exists():
+            qd = json.loads(q.read_text())
+            m[f"data/{ds}_bad"] = qd["bad"]
+            m[f"data/{ds}_total"] = qd["total"]
+    return m
+
+
 def measure(p: Params, dev: torch.device, models: dict[str, Path]):  # noqa: ANN201
     """Every metric of reports/metrics.json but the data counts, for the stages' model files ``models``
     (joint, disent, gen): returns (metrics, the generated test clips, the test features, the loaded files).
-    benchmarks/ablation.py scores its rows with it, as the eval stage scores the pipeline."""
+    experiments/ablation.py scores its rows with it, as the eval stage scores the pipeline."""
     from davs import evaluation as E
     from davs.checkpoint import load_model
     from davs.data.spec import eval_loaders

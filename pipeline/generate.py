@@ -10,8 +10,22 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 log = logging.getLogger("davs.generate")
+
+
+def _lips(args: argparse.Namespace) -> Path | None:
+    """The lip head for ``--renderer warp``: ``--lips``, else ``lips.pt`` beside the checkpoint if there is one."""
+    if args.renderer != "warp":
+        return None
+    if args.lips:
+        return Path(args.lips)
+    beside = Path(args.checkpoint).with_name("lips.pt")
+    if beside.exists():
+        return beside
+    log.warning("no lip head at %s (dvc repro trains it): pasting the generator's mouth on photos", beside)
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         check_request(args.face, args.out, args.audio, args.driving_video, args.fps, args.batch_size)
         options = TalkOptions(finetune_steps=args.finetune_steps, word_scale=args.word_scale)
         options.check()
-        talker = Talker(args.checkpoint, args.device, args.batch_size, options=options)
+        talker = Talker(args.checkpoint, args.device, args.batch_size, options=options, lips=_lips(args))
         res = talker.generate(args.face, args.out, audio_path=args.audio, driving_video=args.driving_video,
                               fps=args.fps)
     except DavsError as e:

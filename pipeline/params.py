@@ -158,6 +158,12 @@ class JudgesParams(_Section):
     max_clips: NonNeg  # train clips the judges learn from; 0 = all
 
 
+class LipsParams(_Section):
+    context: NonNeg  # word-feature frames either side the lip head reads
+    ridge: PosF  # the ridge fit's L2 penalty, relative to the features' mean variance
+    batch_size: Pos  # clips per batch while extracting word features
+
+
 class EvalParams(_Section):
     batch_size: Pos
     probe_c: PosF  # inverse regularisation of the logistic-regression probes
@@ -175,6 +181,7 @@ class Params(_Section):
     disent: DisentParams
     gen: GenParams
     judges: JudgesParams
+    lips: LipsParams
     eval: EvalParams
 
 

@@ -2,8 +2,8 @@
 
     python -m pipeline.seeds --seeds 0 1 2          # -> reports/seeds.json, and the table printed
 
-The seed of the committed workspace run is read from ``reports/metrics.json`` when ``dvc.lock``, ``reports/``
-and ``params.yaml`` are as committed; every other seed is ``dvc exp run --temp -S seed=N`` (a temporary copy of the workspace sharing the DVC cache, so
+The workspace's own seed is read from ``reports/metrics.json`` when ``dvc status`` finds the workspace up to
+date (as after ``dvc repro``); every other seed is ``dvc exp run --temp -S seed=N`` (a temporary copy of the workspace sharing the DVC cache, so
 stages that do not depend on ``seed`` (synth, ingestion, the judges) are restored, not rerun); the
 workspace and its ``reports/`` are left untouched. The training stages rerun every time, a seed run before
 included: their ``dvclive/<stage>`` output is ``cache: false``, which keeps a stage out of DVC's run cache
@@ -13,8 +13,8 @@ included: their ``dvclive/<stage>`` output is ``cache: false``, which keeps a st
 Runs differ by machine (another CPU model picks other float kernels; a CPU with AMX trains in bf16, another in
 fp32), so ``reports/seeds.json`` keeps one entry per machine under ``machines`` (its ``environment``, as in
 ``reports/environment.json``): a run here replaces this machine's entry and keeps the others. The top-level
-``seeds`` and ``metrics`` are the spread on the machine the committed results came from (the README's table);
-``python -m pipeline.repro_check`` judges a run on another machine by the spread over every machine recorded.
+``seeds`` and ``metrics`` are the spread on the machine the committed results came from (the README's table,
+rendered by ``python -m pipeline.docs``).
 """
 
 from __future__ import annotations
@@ -67,12 +67,14 @@ def _find_metrics(node: Any, name: str) -> dict[str, float] | None:
 
 
 def _workspace_run() -> tuple[int, dict[str, float]] | None:
-    """(seed, metrics) of the workspace when its results are the committed ones (nothing to rerun)."""
+    """(seed, metrics) of the workspace when ``dvc status`` finds it up to date (its outputs are what
+    ``dvc repro`` of the workspace's code and params gives: nothing to rerun for its seed), else None."""
     import yaml
 
-    dirty = subprocess.run(["git", "status", "--porcelain", "--", "dvc.lock", "reports", "params.yaml"], cwd=REPO,
-                           capture_output=True, text=True).stdout.strip()
-    if dirty:
+    status = json.loads(_dvc(["status", "--json"], capture=True) or "{}")
+    stale = {k: v for k, v in status.items() if v != ["always changed"]}
+    if stale:
+        log.info("workspace not up to date (%s): its seed reruns as an experiment", ", ".join(sorted(stale)))
         return None
     seed = yaml.safe_load((REPO / "params.yaml").read_text())["seed"]
     return int(seed), json.loads((REPO / METRICS).read_text())
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     here = _workspace_run()
     for s in args.seeds:
         if here is not None and here[0] == s:
-            log.info("seed %d: the committed workspace run (dvc.lock, reports/ and params.yaml as committed)", s)
+            log.info("seed %d: the workspace run (dvc status: up to date)", s)
             runs[s] = here[1]
             continue
         name = f"seed-{s}"

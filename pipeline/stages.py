@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -245,3 +246,37 @@ def train(p: Params, stage: str, device: str = "auto") -> dict:
             cb.close()
         D.cleanup()
     return metrics
+
+
+def lips(p: Params) -> dict:
+    """Fit the lip head on the generator's frozen word encoders (train split: audio and video words against
+    the corpus's mouth states), score it on the validation split -> models/lips.pt, reports/lips.json."""
+    import json
+
+    from davs.checkpoint import load_model
+    from davs.data.spec import eval_loaders
+    from davs.files import atomic_write_text
+    from davs.models import load_nets
+    from davs.models.lip_head import save_lip_head
+    from davs.synth.corpus import read_mouth_states
+    from davs.training.lip_head import LipHeadConfig, fit_lip_head, score_lip_head, word_features
+
+    torch.manual_seed(p.seed)
+    states_file = paths.mouth_states(p)
+    if not states_file.exists():
+        from davs.errors import DavsError
+
+        raise DavsError(f"{states_file} not found: the lip head learns from per-frame mouth states, which the "
+                        "embedded corpus writes and real LRW lacks")
+    dev = torch.device("cpu")
+    nets = load_nets(load_model(paths.model_file("gen"), device=dev), ("Ea_w", "Ev_w"), dev)
+    states = read_mouth_states(states_file)
+    data = replace(data_spec(p, "joint"), batch_size=p.lips.batch_size)
+    window = model_config(p).window
+    feats = {split: word_features(nets, eval_loaders(data, window, split, ("lrw",))["lrw"](), states,
+                                  p.data.frame_offset, dev) for split in ("train", "val")}
+    head = fit_lip_head(feats["train"], LipHeadConfig(context=p.lips.context, ridge=p.lips.ridge))
+    report = {k: round(v, 5) for k, v in score_lip_head(head, feats["val"]).items()}
+    save_lip_head(head, paths.model_file("lips"), report)
+    atomic_write_text(paths.REPORTS / "lips.json", json.dumps(report, indent=2) + "\n")
+    return report

@@ -10,7 +10,7 @@ from davs.data.loader import LRWDecode, make_loader
 from davs.data.spec import DataSpec, model_config_for
 from davs.training import distributed as D
 from davs.training.loop import LoopConfig, train
-from davs.training.runners import _streams
+from davs.training.runners import train_streams
 from davs.training.tasks import JointHParams, JointTask
 
 
@@ -26,7 +26,7 @@ def main() -> None:
     keys = [k for b in loader for k in b["key"]]
     torch.manual_seed(rank)  # different init per rank: the loop must broadcast rank 0's weights
     task = JointTask(cfg, JointHParams())
-    train(task, _streams(task.streams, data, cfg.window), LoopConfig(steps=3, val_every=100, log_every=1), dev)
+    train(task, train_streams(task.streams, data, cfg.window), LoopConfig(steps=3, val_every=100, log_every=1), dev)
     checksum = float(sum(p.double().sum() for p in task.parameters()))
     (out / f"rank{rank}.json").write_text(json.dumps({"world": world, "keys": keys, "checksum": checksum,
                                                       "batches": n}))

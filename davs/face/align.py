@@ -76,8 +76,8 @@ class FaceAligner:
             except Exception as e:  # noqa: BLE001 - optional dependency: fall back to Haar boxes
                 log.warning("no landmark model (%s): aligning on Haar face boxes", e)
 
-    def points(self, frame: np.ndarray) -> np.ndarray | None:
-        """(3, 2) eye centres and mouth centre of the largest face dlib finds, or None."""
+    def landmarks(self, frame: np.ndarray) -> np.ndarray | None:
+        """(68, 2) dlib landmarks (x, y frame pixels) of the largest face dlib finds, or None."""
         if self._dlib is None:
             return None
         det, pred = self._dlib
@@ -96,7 +96,13 @@ class FaceAligner:
         r = max(rects, key=lambda r: r.width() * r.height())
         r = dlib.rectangle(int(r.left() / scale), int(r.top() / scale), int(r.right() / scale), int(r.bottom() / scale))
         shape = pred(np.ascontiguousarray(frame), r)
-        pts = np.array([(p.x, p.y) for p in shape.parts()], np.float64)  # (68, 2)
+        return np.array([(p.x, p.y) for p in shape.parts()], np.float64)  # (68, 2)
+
+    def points(self, frame: np.ndarray) -> np.ndarray | None:
+        """(3, 2) eye centres and mouth centre of the largest face dlib finds, or None."""
+        pts = self.landmarks(frame)
+        if pts is None:
+            return None
         return np.stack([pts[36:42].mean(0), pts[42:48].mean(0), pts[48:68].mean(0)])
 
     def align(self, frame: np.ndarray) -> Alignment | None:

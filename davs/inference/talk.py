@@ -37,8 +37,10 @@ from davs.devices import resolve_device
 from davs.errors import DavsError
 from davs.face.align import Alignment, FaceAligner, cut, mouth_mask, paste_change
 from davs.inference.finetune import OFFICIAL_LR, OFFICIAL_MOUTH_WEIGHT, finetune, restore, snapshot
+from davs.inference.lip_warp import LipWarper
 from davs.media import iter_audio, iter_video, video_fps, write_mp4
 from davs.models import DAVSConfig, generate_frames, load_nets
+from davs.models.lip_head import LipHead, load_lip_head
 from davs.tensors import to_images, to_uint8
 
 log = logging.getLogger(__name__)
@@ -196,7 +198,7 @@ def _load_video(path: str | Path, workdir: Path, name: str) -> FrameFile:
 
 @dataclass(frozen=True)
 class TalkOptions:
-    """Inference options of the official DAVS, off by default (measured in ``benchmarks/inference_options.py``).
+    """Inference options of the official DAVS, off by default.
 
     ``finetune_steps``: Adam steps adapting Ep and G to the reference face before it talks
     (:mod:`davs.inference.finetune`; the official code takes 5). ``word_scale``: word features are multiplied
@@ -222,12 +224,20 @@ class Talker:
     PARTS = ("Ev_w", "Ea_w", "Ep", "G")
 
     def __init__(self, checkpoint: str | Path, device: str = "auto", batch_size: int = 64,
-                 use_landmarks: bool = True, options: TalkOptions | None = None) -> None:
+                 use_landmarks: bool = True, options: TalkOptions | None = None,
+                 lips: str | Path | None = None) -> None:
+        """``lips``: a lip head model file (``models/lips.pt``): a photo then talks with its own lips, warped
+        at its resolution (:mod:`davs.inference.lip_warp`); without one, G's change is pasted on the photo."""
         path = Path(checkpoint)
         if not path.exists():
             raise GenerateError(f"checkpoint {path} not found: train the pipeline first (dvc repro) or pass --checkpoint")
         dev = resolve_device(device)
         self._setup(load_model(path, device=dev), dev, batch_size, use_landmarks, f"checkpoint {path}", options)
+        if lips is not None:
+            if not Path(lips).exists():
+                raise GenerateError(f"lip head {lips} not found: train the pipeline first (dvc repro), pass --lips, "
+                                    "or --renderer paste")
+            self.lip_head = load_lip_head(lips, dev)
 
     @classmethod
     def from_model(cls, model: dict, device: torch.device, batch_size: int = 64, use_landmarks: bool = True,
@@ -248,6 +258,7 @@ class Talker:
         self.cfg = DAVSConfig.from_dict(model["model_config"])
         self.aligner = FaceAligner(self.cfg.image_size, use_landmarks)
         self.mask = mouth_mask(self.cfg.image_size, self.cfg.mouth_box)  # where a generated change is kept
+        self.lip_head: LipHead | None = None
         self.timing = Timing()
 
     def _to_input(self, crops: np.ndarray) -> torch.Tensor:
@@ -340,7 +351,18 @@ class Talker:
 
     def render_photo(self, photo: np.ndarray, align: Alignment, words: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
         """The photo saying ``words`` (chunks of (b, D), or one (n, D) tensor): frames (H, W, 3), made one batch
-        at a time."""
+        at a time: the photo's own lips warped by the lip head's mouth states where there is a lip head and
+        the photo's landmarks are found, else G's change pasted on the photo."""
+        landmarks = self.aligner.landmarks(photo) if self.lip_head is not None else None
+        if self.lip_head is not None and landmarks is None:
+            log.warning("no facial landmarks in the photo: pasting the generator's mouth instead of warping its lips")
+        if landmarks is not None:
+            warper = LipWarper(photo, landmarks)
+            with torch.no_grad():
+                for states in self.lip_head.stream(_batches(words, self.batch_size)):
+                    for s in states.float().cpu().numpy():
+                        yield warper.frame(s)
+            return
         crop = cut(photo, align)[None]  # (1, S, S, 3)
         for chunk in _batches(words, self.batch_size):
             for g in self._generate(crop, chunk):

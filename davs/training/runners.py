@@ -27,7 +27,7 @@ from davs.training.tasks import DisentHParams, DisentTask, GenHParams, GenTask, 
 log = logging.getLogger(__name__)
 
 
-def _streams(task_streams: tuple[str, ...], data: DataSpec, window: int) -> dict[str, Stream]:
+def train_streams(task_streams: tuple[str, ...], data: DataSpec, window: int) -> dict[str, Stream]:
     """The task's training streams: shuffled, endless, split across DDP ranks."""
     world = D.world_size()
     out = {}
@@ -62,7 +62,7 @@ def _run(make_task: Callable[[], Any], stage: str, data: DataSpec, cfg: DAVSConf
     if init:
         task.load_parts(load_model(init, cfg, fields=DAVSConfig.ENCODER_FIELDS)["nets"], init_parts)
     loop.fingerprint = run_fingerprint(stage, data, cfg, loop, task.w, init)
-    streams = _streams(task.streams, data, cfg.window)
+    streams = train_streams(task.streams, data, cfg.window)
     val = eval_loaders(data, cfg.window, "val", task.streams)
     metrics = train(task, streams, loop, device, val_streams=val, callback=callback)
     if D.is_main():

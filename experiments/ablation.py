@@ -2,17 +2,22 @@
 time, on the embedded corpus and one budget (issue 15).
 
 Each row is a set of params.yaml overrides. Every row trains ``joint`` -> ``disent`` -> ``gen`` from scratch
-on one budget (``--steps``; default params.yaml's joint and disent steps, gen 300), and is scored exactly as
+on one budget (``--steps``; default the base params' joint and disent steps, gen 300), and is scored exactly as
 the ``eval`` stage scores the pipeline (``pipeline.evaluate.measure``: word accuracy, leakage probes, image
 quality and the evaluation judges of ``models/judges.pt``, trained apart with their own seed). Rows that share
 a stage's inputs share its run (the ours-with-a-gen-change rows train joint and disent once).
 
-    python benchmarks/ablation.py                        # every row, seed 0
-    python benchmarks/ablation.py --seeds 0 1 --rows ours paper
-    python benchmarks/ablation.py --work data/ablation   # keep (and resume from) the stage runs
+    python experiments/ablation.py                        # every row, seed 0
+    python experiments/ablation.py --seeds 0 1 --rows ours paper
+    python experiments/ablation.py --work data/ablation   # keep (and resume from) the stage runs
 
-Writes reports/ablation.json (per row and seed: every metric and stage time) and reports/ablation.md (mean,
-and +- std where there are several seeds). Run after ``dvc repro`` (it reads the shards and models/judges.pt).
+The params it pins: every row is params.yaml as of commit ``PARAMS_REV`` (read from git, so a later change
+of params.yaml does not move the rows), with ``MEASURED_ON`` over it, then the row's own overrides and the
+budget. ``--params params.yaml`` runs the rows on the working tree's params instead.
+
+Writes experiments/results/ablation.json (per row and seed: its overrides, every metric and stage time; rows
+and seeds already there are kept, a rerun one replaced). Run from the repository root after ``dvc repro``
+(it reads the shards and models/judges.pt).
 """
 
 from __future__ import annotations
@@ -22,20 +27,25 @@ import hashlib
 import json
 import logging
 import os
+import subprocess
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 
 from davs.training.runners import run_disent, run_gen, run_joint
 from pipeline.evaluate import measure
-from pipeline.params import PARAMS_FILE, Params, validate
+from pipeline.params import Params, validate
 from pipeline.stages import data_spec, disent_hparams, gen_hparams, joint_hparams, loop_config, model_config
 
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).parent / "results" / "ablation.json"
+# params.yaml as every row below was measured on it (with MEASURED_ON over it): unchanged from this commit up to
+# the last row's run
+PARAMS_REV = "e31f75bc66f5f8ecdd3e458939edea6c179d03f8"
 # "ours" as the rows below were measured: before the generator's concealed reference and Adam 2e-4 became the
 # defaults (issue 11), and in fp32 (bf16 autocast on a CPU with AMX came later). Every row starts from it, so each
 # row still differs from "ours" by its own change only.
@@ -57,7 +67,7 @@ END_TO_END = {"gen.train_encoders": True, "disent.dis_steps": 1, "disent.dis_mem
 PAPER = {**NETWORKS, **CONTRASTIVE, **NO_FRAME_SYNC, **DOMAIN, **UNIFORM, **GEN_WEIGHTS, **GEN_TERMS, **END_TO_END,
          **ADAM, "joint.warmup_steps": 0}
 
-ROWS: dict[str, dict] = {  # the rows of reports/ablation.md, in order
+ROWS: dict[str, dict] = {  # the rows, in order
     "ours": {},
     "paper (every change below)": PAPER,
     "networks: the paper's Ep, Ev_w, Cw_p, G, 6-frame D": NETWORKS,
@@ -76,10 +86,21 @@ ROWS: dict[str, dict] = {  # the rows of reports/ablation.md, in order
 KEYS = ["word_acc/audio_top1", "word_acc/video_top1", "leakage/word_from_identity", "leakage/identity_from_word_msceleb",
         "leakage/identity_from_word_video", "judge/lse_c_audio", "judge/lse_c_video", "judge/offset_zero_audio",
         "judge/mouth_open_corr_audio", "judge/mouth_open_corr_video", "quality/audio_ssim", "quality/audio_psnr_mouth",
-        "quality/video_psnr_mouth"]
-REFS = ["judge/lse_c_real", "judge/lse_c_shuffled_audio", "judge/mouth_open_corr_real", "quality/copy_ref_psnr_mouth",
-        "leakage/word_chance", "leakage/msceleb_identity_chance", "leakage/speaker_chance"]
+        "quality/video_psnr_mouth"]  # printed per run
 STAGES = ("joint", "disent", "gen")
+
+
+def base_params(spec: str) -> dict:
+    """The params every row starts from: a file, or ``REV:PATH`` in this repository's git history."""
+    if Path(spec).is_file():
+        return yaml.safe_load(Path(spec).read_text())
+    rev, sep, path = spec.partition(":")
+    if not sep:
+        raise SystemExit(f"--params {spec!r}: neither a file nor REV:PATH")
+    show = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True)
+    if show.returncode:
+        raise SystemExit(f"--params {spec!r}: {show.stderr.strip()}")
+    return yaml.safe_load(show.stdout)
 
 
 def apply(raw: dict, overrides: dict) -> dict:
@@ -123,20 +144,22 @@ def train_row(raw: dict, work: Path, dev: torch.device) -> tuple[Params, dict[st
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", nargs="*", default=list(ROWS), help="rows by name or by the start of their name")
     ap.add_argument("--seeds", nargs="*", type=int, default=[0])
     ap.add_argument("--steps", nargs=3, type=int, metavar=("JOINT", "DISENT", "GEN"), default=None,
-                    help="every row's budget (default: params.yaml's joint and disent steps, gen 300)")
+                    help="every row's budget (default: the base params' joint and disent steps, gen 300)")
     ap.add_argument("--work", default=None, help="keep the stage runs here (default: a temporary directory)")
-    ap.add_argument("--out", default="reports/ablation")
+    ap.add_argument("--params", default=f"{PARAMS_REV}:params.yaml",
+                    help="the base params: a file, or REV:PATH in git (default: the params the rows were measured on)")
+    ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(os.cpu_count() or 1)
     dev = torch.device("cpu")
-    base = yaml.safe_load(PARAMS_FILE.read_text())
+    base = base_params(args.params)
     out = Path(args.out)
-    results = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").exists() else {}
+    results = json.loads(out.read_text()) if out.exists() else {}
     results.setdefault("rows", {})
     budget = dict(zip(STAGES, args.steps or (base["joint"]["steps"], base["disent"]["steps"], 300), strict=True))
     results["budget"] = budget
@@ -153,8 +176,7 @@ def main() -> None:
                 results["rows"].setdefault(name, {"overrides": ROWS[name], "runs": {}})["runs"][str(seed)] = run
                 print(name, seed, json.dumps({k: run.get(k) for k in [*KEYS, *seconds]}), flush=True)
                 out.parent.mkdir(parents=True, exist_ok=True)
-                out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    write_table(results, out.with_suffix(".md"))
+                out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 def row_name(start: str) -> str:
@@ -162,31 +184,6 @@ def row_name(start: str) -> str:
     if len(hits) != 1:
         raise SystemExit(f"--rows {start!r}: matches {hits or 'no row'} (rows: {list(ROWS)})")
     return hits[0]
-
-
-def write_table(results: dict, path: Path) -> None:
-    short = lambda k: k.split("/", 1)[1]  # noqa: E731
-    cols = [*KEYS, "time/joint_s", "time/disent_s", "time/gen_s"]
-    lines = ["| row | seeds | " + " | ".join(short(k) for k in cols) + " |", "| --- | --- | " + " | ".join("---" for _ in cols) + " |"]
-    first = None
-    order = [n for n in ROWS if n in results["rows"]] + [n for n in results["rows"] if n not in ROWS]
-    for name in order:
-        runs = list(results["rows"][name]["runs"].values())
-        first = first or runs[0]
-        cells = []
-        for k in cols:
-            v = np.array([r.get(k, np.nan) for r in runs], dtype=float)
-            fmt = ".1f" if k.startswith("time/") or "psnr" in k else ".3f"
-            cells.append(f"{v.mean():{fmt}}" + (f" ± {v.std(ddof=1):{fmt}}" if len(v) > 1 else ""))
-        lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
-    b = results["budget"]
-    refs = ", ".join(f"{short(k)} {first.get(k, float('nan')):.3f}" for k in REFS) if first else ""
-    path.write_text(
-        "# Ablation: the paper's DAVS, ours, and each of our changes switched back (benchmarks/ablation.py)\n\n"
-        f"Embedded corpus, test split. Budget per row: joint {b['joint']}, disent {b['disent']}, gen {b['gen']} steps "
-        "(batch sizes as params.yaml); mean over the seeds shown (± sample std where there are several). Every row is "
-        "scored by the same judges (`models/judges.pt`, trained apart, never a loss). Stage times: 2 CPU cores.\n\n"
-        + "\n".join(lines) + f"\n\nReferences: {refs}\n")
 
 
 if __name__ == "__main__":

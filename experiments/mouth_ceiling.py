@@ -26,9 +26,13 @@ and on the mouth box of the 64 px crops, against the test shards' frames 1.., th
 its mouth PSNR also against the ``reference pose`` frames: the true mouth where the reference's head is, so
 head motion is left out and the mouth alone is judged.
 
-    python benchmarks/mouth_ceiling.py            # after dvc repro (reads data/shards and data/corpus)
+    python experiments/mouth_ceiling.py            # after dvc repro (reads data/shards, data/corpus, models/)
 
-Writes benchmarks/results/mouth_ceiling.json.
+The params it pins: the pipeline's own, ``--params`` (params.yaml; measured on it as of commit e31f75b), and
+the data and models ``dvc repro`` makes from them. The re-rendered rows are deterministic; the generated rows
+depend on the CPU that ran ``dvc repro`` (bf16 on a CPU with AMX, fp32 elsewhere), which the JSON records.
+
+Writes experiments/results/mouth_ceiling.json.
 """
 
 from __future__ import annotations
@@ -128,7 +132,7 @@ def main() -> None:
                         "psnr_mouth_vs_reference_pose_truth": round(q_ref["psnr_mouth"], 3)}
         print(f"{name:28s} " + "  ".join(f"{k} {x:.3f}" for k, x in result[name].items()), flush=True)
     copy = result["reference, copied"]["psnr_mouth"]
-    out = {"note": "benchmarks/mouth_ceiling.py; test split of the embedded corpus, models/ of this machine's "
+    out = {"note": "experiments/mouth_ceiling.py; test split of the embedded corpus, models/ of this machine's "
                    "dvc repro, one run (deterministic); scored as the eval stage scores (frames 1.., mouth box of "
                    "the 64 px crop)", "cpu": environment()["cpu"],
            "clips": int(gen.gt.shape[0]), "frames_per_clip": int(t), "rows": result,
