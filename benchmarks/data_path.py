@@ -42,7 +42,7 @@ def _samples(shard: Path, n: int) -> list[dict]:
     return list(out.values())[:n]
 
 
-def _per_sample(fn, items: list, repeat: int = 3) -> float:  # noqa: ANN001
+def _per_sample(fn, items: list, repeat: int = 3) -> float:
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()

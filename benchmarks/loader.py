@@ -37,7 +37,7 @@ class PerFileLRW(Dataset):
         return {"frames": c.frames[2:27], "mfcc": c.mfcc[2:27], "mask": c.mask[2:27], "label": 0}
 
 
-def bench(loader, limit: int) -> tuple[float, int]:  # noqa: ANN001
+def bench(loader, limit: int) -> tuple[float, int]:
     n, t0 = 0, None
     for b in loader:
         if t0 is None:  # exclude worker start-up: time from the first batch on

@@ -18,6 +18,8 @@ import numpy as np
 
 from davs.files import atomic_path
 
+LOW_MEMORY_PIXELS = 4_000_000  # larger frames: x264 without look-ahead or B-frames (its buffers hold tens of frames)
+
 
 def write_mp4(
     path: str | os.PathLike,
@@ -31,7 +33,9 @@ def write_mp4(
     """Write ``frames`` (T, H, W, 3) uint8 (or any iterable of (H, W, 3) frames, consumed as encoded) as H.264 and optional mono ``audio`` (N,) float in [-1, 1] as AAC.
 
     The file appears under ``path`` only when complete (temp name + rename). Encoding is single-threaded
-    so the same input gives the same bytes.
+    so the same input gives the same bytes. Frames of more than ``LOW_MEMORY_PIXELS`` are encoded with
+    x264's ``zerolatency`` tuning: its look-ahead and B-frame buffers would otherwise hold tens of frames
+    (gigabytes at 6000x6000); the stream is somewhat larger for the same quality.
     """
     path = Path(path)
     tmp = atomic_path(path)
@@ -45,7 +49,8 @@ def write_mp4(
             vs = out.add_stream("libx264", rate=fps)
             vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
             vs.thread_count = 1
-            vs.options = {"crf": str(crf), "preset": preset, "threads": "1"}
+            vs.options = {"crf": str(crf), "preset": preset, "threads": "1",
+                          **({"tune": "zerolatency"} if h * w > LOW_MEMORY_PIXELS else {})}
             as_ = None
             if audio is not None:
                 as_ = out.add_stream("aac", rate=sample_rate, layout="mono")

@@ -41,6 +41,7 @@ import argparse
 import json
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from unittest import mock
 
@@ -71,11 +72,11 @@ def rerender(job: corpus.ClipJob, spec: corpus.CorpusSpec, ref_frame: int, crop:
     got: dict = {}
 
     class Capture(corpus.FaceRenderer):
-        def __init__(self, *a, **k) -> None:  # noqa: ANN002, ANN003
+        def __init__(self, *a, **k) -> None:
             super().__init__(*a, **k)
             got["renderer"] = self
 
-    def capture_mp4(path, frames, **_):  # noqa: ANN001, ANN003, ANN202
+    def capture_mp4(path, frames, **_):
         got["frames"] = frames
 
     with tempfile.TemporaryDirectory() as tmp, mock.patch.object(corpus, "FaceRenderer", Capture), \
@@ -107,7 +108,7 @@ def main() -> None:
     spec = corpus_spec(p)
     jobs = {f"{j.word}_{j.split}_{j.index:05d}": j for j in clip_jobs(Path("."), choose_words(lrw_words(), spec), spec)}
     data = data_spec(p, "joint")
-    data = type(data)(**{**data.__dict__, "batch_size": p.eval.batch_size})
+    data = replace(data, batch_size=p.eval.batch_size)
     nets = load_nets(load_model(paths.model_file("disent")), None) | load_nets(load_model(paths.model_file("gen")), ("G",))
     gen = generate_test(nets, eval_loaders(data, p.model.window, "test", ("lrw",))["lrw"](), torch.device("cpu"))
     off, crop, size, t = p.data.frame_offset, tuple(p.data.crop_box), p.data.image_size, gen.gt.shape[1]

@@ -15,7 +15,7 @@ then read every decoded output frame:
 - ``outside_diff``: mean |output - photo| (0-255) outside the mouth's window, against H.264 of the photo alone.
 
     python experiments/photo_lips.py                   # after dvc repro; -> experiments/results/photo_lips.json
-    python experiments/photo_lips.py --photo me.jpg    # other portraits (not committed)
+    python experiments/photo_lips.py --photo me.jpg --no-builtin --out /tmp/mine.json   # your own portraits
 
 It pins: the pipeline's models (``models/gen.pt``, ``models/lips.pt``), the sentence below, the defaults of
 ``davs generate``. One run; deterministic on one machine.
@@ -63,10 +63,12 @@ def speech(work: Path) -> tuple[Path, Path, np.ndarray]:
     return work / "speech.wav", work / "silence.wav", env
 
 
-def portraits(work: Path, extra: list[str]) -> dict[str, Path]:
+def portraits(work: Path, extra: list[str], builtin: bool = True) -> dict[str, Path]:
     import skimage.data
     from PIL import Image, ImageEnhance
 
+    if not builtin:
+        return {Path(p).name: Path(p) for p in extra}
     base = Image.fromarray(skimage.data.astronaut())
     variants = {
         "astronaut": base,
@@ -160,6 +162,7 @@ def outside_diff(photo: np.ndarray, frame: np.ndarray, window: tuple[int, int, i
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--photo", nargs="*", default=[])
+    ap.add_argument("--no-builtin", action="store_true", help="only the --photo portraits")
     ap.add_argument("--out", default=str(ROOT / "experiments" / "results" / "photo_lips.json"))
     args = ap.parse_args()
     from davs.face.align import FaceAligner
@@ -171,7 +174,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         talk, quiet, env = speech(work)
-        for name, path in portraits(work, args.photo).items():
+        for name, path in portraits(work, args.photo, not args.no_builtin).items():
             photo = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
             coded = h264_of(photo, work)
             window = LipWarper(photo, aligner.landmarks(photo)).window
@@ -192,7 +195,7 @@ def main() -> int:
                        "judge_missed_frames": int(np.isnan(a_talk).sum())}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     doc = {"note": "experiments/photo_lips.py, one run: davs generate on each portrait (eSpeak NG speech framed by "
                    "silence, and 4 s of silence), read by dlib's landmarks and face descriptor",
            "environment": environment(), "commit": commit, "rows": rows}

@@ -95,7 +95,10 @@ def _main(argv: list[str] | None) -> int:
     g.add_argument("--face", required=True, help="photo (jpg/png) or video (mp4...) with the face to animate")
     src = g.add_mutually_exclusive_group(required=True)
     src.add_argument("--audio", help="speech to say: wav/mp3/m4a/... (any rate, any length), or a video's audio")
-    src.add_argument("--driving-video", help="video whose lip motion (and audio) the face mimics")
+    src.add_argument("--text", help="text to say, spoken by the bundled eSpeak NG (see --voice, --rate)")
+    src.add_argument("--driving-video", help="video whose lip motion (and audio, if it has any) the face mimics")
+    g.add_argument("--voice", default="en-us", help="eSpeak NG voice for --text, e.g. en-us, en-gb, de, fr (default en-us)")
+    g.add_argument("--rate", type=int, default=175, help="words per minute for --text, 80..450 (default 175)")
     g.add_argument("--out", required=True, help="output mp4 (H.264 + AAC)")
     g.add_argument("--checkpoint", default="models/gen.pt", help="generator model file (default: models/gen.pt)")
     g.add_argument("--renderer", choices=["warp", "paste"], default="warp",
@@ -106,6 +109,10 @@ def _main(argv: list[str] | None) -> int:
     g.add_argument("--device", default="auto", help="auto, cpu or cuda")
     g.add_argument("--batch-size", type=int, default=64, help="frames generated per forward pass")
     g.add_argument("--fps", type=float, default=25.0, help="output frame rate (the model runs at 25 fps)")
+    g.add_argument("--max-gap", type=int, default=25,
+                   help="face videos: frames without a face filled from their neighbours (default 25 = 1 s); "
+                        "longer gaps pass through unchanged")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     g.add_argument("--finetune-steps", type=int, default=0,
                    help="Adam steps adapting Ep and G to the face before it talks (the official DAVS: 5; default 0)")
     g.add_argument("--word-scale", type=float, default=1.0,

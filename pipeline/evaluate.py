@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def data_counts() -> dict[str, int]:
     return m
 
 
-def measure(p: Params, dev: torch.device, models: dict[str, Path]):  # noqa: ANN201
+def measure(p: Params, dev: torch.device, models: dict[str, Path]):
     """Every metric of reports/metrics.json but the data counts, for the stages' model files ``models``
     (joint, disent, gen): returns (metrics, the generated test clips, the test features, the loaded files).
     experiments/ablation.py scores its rows with it, as the eval stage scores the pipeline."""
@@ -72,7 +73,7 @@ def measure(p: Params, dev: torch.device, models: dict[str, Path]):  # noqa: ANN
     torch.manual_seed(p.seed)
     cfg = model_config(p)
     data = data_spec(p, "joint")
-    data = type(data)(**{**data.__dict__, "batch_size": p.eval.batch_size, "id_batch_size": p.eval.batch_size})
+    data = replace(data, batch_size=p.eval.batch_size, id_batch_size=p.eval.batch_size)
     enc = cfg.ENCODER_FIELDS
     ck = {s: load_model(models[s], cfg, dev, None if s == "gen" else enc) for s in ("joint", "disent", "gen")}
     # disent's networks, then what gen trained: G, and (end to end) the encoders and Cw it fine-tuned
@@ -120,7 +121,7 @@ def measure(p: Params, dev: torch.device, models: dict[str, Path]):  # noqa: ANN
     return m, gen, feats, ck
 
 
-def evaluate_generator(p: Params, nets: dict, test_lrw, dev: torch.device):  # noqa: ANN001, ANN201
+def evaluate_generator(p: Params, nets: dict, test_lrw, dev: torch.device):
     """Regenerate every test clip (audio- and video-driven) and score it: SSIM / PSNR against the ground
     truth, the embedding sync distance, and the judges (trained apart, never seen by training).
     Returns (metrics, the generated clips)."""
@@ -162,7 +163,7 @@ def _write_json(path: Path, d: dict) -> None:
     atomic_write_text(path, json.dumps(d, indent=2) + "\n")
 
 
-def _grid(gen, rows: int, out: Path) -> None:  # noqa: ANN001
+def _grid(gen, rows: int, out: Path) -> None:
     """Rows of: reference | ground truth | audio-driven | video-driven (5 frames each)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     n, t, h, w, _ = gen.gt.shape
@@ -185,13 +186,13 @@ def _grid(gen, rows: int, out: Path) -> None:  # noqa: ANN001
         img.resize((img.width * scale, img.height * scale), Image.NEAREST).save(tmp, format="PNG")
 
 
-def _samples(p: Params, model: dict, gen, feats, dev) -> None:  # noqa: ANN001
+def _samples(p: Params, model: dict, gen, feats, dev) -> None:
     """Cross-identity mp4s: the target's face says the driver's audio / mimics the driver's lips."""
     with staged_dir(REPORTS / "samples") as out:  # a killed run leaves the previous samples, whole
         _write_samples(p, model, gen, feats, dev, out)
 
 
-def _write_samples(p: Params, model: dict, gen, feats, dev, out: Path) -> None:  # noqa: ANN001
+def _write_samples(p: Params, model: dict, gen, feats, dev, out: Path) -> None:
     """Made as ``davs generate`` makes them (:class:`davs.inference.Talker`, the driver's whole clip as
     context), on the test clips' aligned crops."""
     from davs.data.features import align_audio

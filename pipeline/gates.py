@@ -84,6 +84,8 @@ def parse(doc: Any, source: str = str(GATES_FILE)) -> list[Gate]:
             raise GateError(f"{where} ({g['metric']}): the bound must be a number, got {bound!r}")
         if "ratio_of" in g and "minus" in g:
             raise GateError(f"{where} ({g['metric']}): at most one of 'ratio_of' or 'minus'")
+        if any(not isinstance(g[k], str) for k in ("ratio_of", "minus") if k in g):
+            raise GateError(f"{where} ({g['metric']}): 'ratio_of' / 'minus' name another metric")
         gates.append(Gate(**{k: (float(v) if k in ("min", "max") else v) for k, v in g.items()}))
     return gates
 
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("metrics", nargs="?", default="reports/metrics.json")
     ap.add_argument("--gates", default=str(GATES_FILE))
     args = ap.parse_args(argv)
+    if not Path(args.metrics).is_file():
+        ap.error(f"{args.metrics} not found: run dvc repro first")
     verdicts = check(json.loads(Path(args.metrics).read_text()), load(Path(args.gates)))
     print(*(v.line() for v in verdicts), sep="\n")
     failed = [v for v in verdicts if not v.passed]

@@ -70,6 +70,7 @@ class IngestParams(_Section):
     frame_format: Literal["jpg", "npy"]
     jpeg_quality: Annotated[int, Field(ge=1, le=100)]
     shard_max_samples: Pos
+    msceleb_shard_max_samples: Pos  # a face is about 1/25 of a clip's bytes: fuller shards
     min_shards: Pos  # per split: at least dataloader workers x ranks
     max_clips_per_word: NonNeg  # 0 = all
     msceleb_min_per_identity: Pos

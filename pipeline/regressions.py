@@ -80,7 +80,7 @@ def _faulty_nets(fault: Callable[[dict[str, nn.Module]], None]) -> contextlib.Ab
 
     real = davs.models.load_nets
 
-    def load(*args, **kwargs) -> dict[str, nn.Module]:  # noqa: ANN002, ANN003
+    def load(*args, **kwargs) -> dict[str, nn.Module]:
         nets = real(*args, **kwargs)
         fault(nets)
         return nets
@@ -163,9 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     previous = json.loads(out.read_text())["runs"] if out.exists() else {}
     runs = {**previous, **measure_regressions(p, dev, args.only)}
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     doc = {"commit": commit, "environment": environment(), "l1_only_overrides": {f"gen.{k}": v for k, v in L1_ONLY.items()},
            "runs": runs}
+    if set(previous) - set(args.only):
+        doc["note"] = f"runs {sorted(set(previous) - set(args.only))} are from an earlier call"
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(doc, indent=1) + "\n")
     from pipeline import gates

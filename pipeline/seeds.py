@@ -33,7 +33,7 @@ log = logging.getLogger("davs.seeds")
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = "reports/metrics.json"
-HEADLINE = (  # the README's table
+HEADLINE = (  # the table printed after a sweep (the generated docs pick their own: pipeline/docs.py)
     "word_acc/audio_top1", "word_acc/video_top1", "word_acc/fused_top1", "leakage/word_from_identity",
     "quality/audio_psnr", "quality/audio_psnr_mouth", "quality/copy_ref_psnr_mouth", "judge/lse_c_real",
     "judge/lse_c_audio", "judge/lse_c_video", "judge/offset_zero_audio", "judge/mouth_open_corr_audio",
@@ -158,10 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     merged = merge_machines(previous, summary, here, committed_env)
     log.info("%s: %d machine(s) recorded; this one (%s) %s", out, len(merged["machines"]), here["cpu"],
              "is the committed results' machine" if here == committed_env else "is another machine")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(merged, indent=1) + "\n")
-    tmp.replace(out)
+    from davs.files import atomic_write_text
+
+    atomic_write_text(out, json.dumps(merged, indent=1) + "\n")
     print(table(summary))
     return 0
 

@@ -55,7 +55,7 @@ def synth(p: Params) -> dict:
     return generate(out, lrw_words(), corpus_spec(p))
 
 
-def corpus_spec(p: Params):  # noqa: ANN201
+def corpus_spec(p: Params):
     from davs.synth.corpus import CorpusSpec
 
     s = p.synth
@@ -67,7 +67,7 @@ def corpus_spec(p: Params):  # noqa: ANN201
     )
 
 
-def lrw_ingest_config(p: Params):  # noqa: ANN201
+def lrw_ingest_config(p: Params):
     from davs.data.ingest import LRWIngestConfig
 
     i = p.ingest
@@ -80,7 +80,7 @@ def lrw_ingest_config(p: Params):  # noqa: ANN201
     )
 
 
-def celeb_ingest_config(p: Params):  # noqa: ANN201
+def celeb_ingest_config(p: Params):
     from davs.data.ingest import CelebIngestConfig
 
     i = p.ingest
@@ -88,7 +88,7 @@ def celeb_ingest_config(p: Params):  # noqa: ANN201
         image_size=p.data.image_size, jpeg_quality=i.jpeg_quality, min_per_identity=i.msceleb_min_per_identity,
         max_per_identity=i.msceleb_max_per_identity, val_per_identity=i.msceleb_val_per_identity,
         test_per_identity=i.msceleb_test_per_identity,
-        shard_max_samples=i.shard_max_samples * 4,  # a face is ~1/25 of a clip's bytes: fuller shards
+        shard_max_samples=i.msceleb_shard_max_samples,
         min_shards=i.min_shards, max_bad_fraction=i.max_bad_fraction, workers=i.workers,
     )
 
@@ -108,7 +108,7 @@ def ingest_msceleb(p: Params) -> dict:
                celeb_ingest_config(p))
 
 
-def judges_config(p: Params):  # noqa: ANN201
+def judges_config(p: Params):
     from davs.judges.train import JudgeConfig
 
     j = p.judges
@@ -131,15 +131,16 @@ def judges(p: Params) -> dict:
     return train_judges(data, cfg, paths.model_file("judges"))
 
 
-def data_spec(p: Params, stage: str):  # noqa: ANN201
+def data_spec(p: Params, stage: str):
     from davs.data.spec import DataSpec
 
     s = getattr(p, stage)
+    id_batch = {"joint": p.joint.id_batch_size, "disent": p.disent.id_batch_size}  # the stages that read faces
     return DataSpec(
         lrw_dir=str(paths.lrw_shards(p)), celeb_dir=str(paths.celeb_shards(p)), num_frames=p.data.num_frames,
         frame_offset=p.data.frame_offset, batch_size=s.batch_size,
-        id_batch_size=getattr(s, "id_batch_size", s.batch_size), num_workers=s.num_workers, seed=p.seed,
-        rest_ref_prob=getattr(s, "rest_ref_prob", 0.0),
+        id_batch_size=id_batch.get(stage, s.batch_size), num_workers=s.num_workers, seed=p.seed,
+        rest_ref_prob=p.gen.rest_ref_prob if stage == "gen" else 0.0,  # only gen draws reference frames
     )
 
 
@@ -152,13 +153,13 @@ def model_sizes(p: Params) -> dict:
                 variant=m.variant, dis_frames=m.dis_frames, gen_conceal=m.gen_conceal)
 
 
-def model_config(p: Params):  # noqa: ANN201
+def model_config(p: Params):
     from davs.data.spec import model_config_for
 
     return model_config_for(data_spec(p, "joint"), **model_sizes(p))
 
 
-def loop_config(p: Params, stage: str):  # noqa: ANN201
+def loop_config(p: Params, stage: str):
     """The stage's loop; ``amp`` autocasts to bf16 on CUDA, and on a CPU with bf16 units (AMX) too."""
     from davs.devices import cpu_has_bf16_units
     from davs.training.loop import LoopConfig
@@ -191,7 +192,7 @@ class LiveCallback:
         self.live.end()
 
 
-def joint_hparams(p: Params):  # noqa: ANN201
+def joint_hparams(p: Params):
     from davs.training.tasks import JointHParams
 
     j = p.joint
@@ -199,7 +200,7 @@ def joint_hparams(p: Params):  # noqa: ANN201
                         contrastive_form=j.contrastive_form, domain=j.domain_weight, domain_loss=j.domain_loss, identity=j.identity_weight, warmup_steps=j.warmup_steps)
 
 
-def disent_hparams(p: Params):  # noqa: ANN201
+def disent_hparams(p: Params):
     from davs.training.tasks import DisentHParams
 
     d = p.disent

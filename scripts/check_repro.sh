@@ -3,7 +3,7 @@
 # pipeline/repro_check.py: the fresh dvc.lock must record the committed code and params for every stage,
 # and on a machine like the one the results were committed from (reports/environment.json: CPU
 # instruction set, cores, library versions) every output and reports/ file must be identical; on another
-# CPU model the headline metrics must lie within the seed spread of reports/seeds.json (see README).
+# CPU model the headline metrics must pass the quality gates of .ci/gates.yaml (docs/reproducibility.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -n "$(git status --porcelain -- dvc.lock reports)" ]; then

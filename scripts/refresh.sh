@@ -25,7 +25,9 @@ from davs.provenance import environment
 repro, seeds, regressions = map(int, sys.argv[1:])
 env = environment()
 atomic_write_text("benchmarks/results/refresh.json", json.dumps({
-    "note": "bash scripts/refresh.sh, one run: wall seconds of each step on this machine",
+    "note": "bash scripts/refresh.sh, one run: wall seconds of each step on this machine (the repro step reruns "
+            "what changed; a training stage whose finished checkpoint matches its code, params and inputs resumes "
+            "at its last step)",
     "environment": env, "repro_s": repro, "seeds_s": seeds, "regressions_s": regressions,
     "total_min": round((repro + seeds + regressions) / 60, 1)}, indent=1) + "\n")
 PY

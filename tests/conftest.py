@@ -50,7 +50,7 @@ CPU = torch.device("cpu")
 SIZES = dict(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, window=3)
 
 
-def tiny_data(shards: Path, **kw):  # noqa: ANN201
+def tiny_data(shards: Path, **kw):
     from davs.data.spec import DataSpec
 
     return DataSpec(str(shards / "lrw"), str(shards / "msceleb"), batch_size=4, id_batch_size=8, num_workers=0, **kw)
@@ -94,7 +94,7 @@ def venv_env() -> dict[str, str]:
     return env
 
 
-def ingest_val_batch(corpus: Path, out: Path, **changes):  # noqa: ANN201
+def ingest_val_batch(corpus: Path, out: Path, **changes):
     """Ingest the tiny corpus with LRW_CFG changed by ``changes`` into ``out``; returns its val split as one
     loaded batch and the val clips' references by key."""
     from dataclasses import replace

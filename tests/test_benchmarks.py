@@ -21,7 +21,7 @@ def _bad_module(module: str) -> bool:
     return parts[0] == "tests" or any(_private(x) for x in parts)
 
 
-def _private_imports(path) -> list[str]:  # noqa: ANN001
+def _private_imports(path) -> list[str]:
     """Private names (``_x``, a ``_x`` module, ``obj._x``) and ``tests`` imports in one script."""
     bad = []
     for node in ast.walk(ast.parse(path.read_text())):

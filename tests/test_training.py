@@ -311,25 +311,25 @@ class _Toy(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.ones(3))
         self.returns, self.weights = returns, weights
 
-    def phase_params(self, phase):  # noqa: ANN001, ANN201
+    def phase_params(self, phase):
         return [self.w]
 
-    def phase_lr(self, phase):  # noqa: ANN001, ANN201
+    def phase_lr(self, phase):
         return 0.1
 
-    def phase_betas(self, phase):  # noqa: ANN001, ANN201
+    def phase_betas(self, phase):
         return (0.9, 0.999)
 
-    def phase_repeats(self, phase):  # noqa: ANN001, ANN201
+    def phase_repeats(self, phase):
         return 1
 
-    def loss_weights(self):  # noqa: ANN201
+    def loss_weights(self):
         return self.weights
 
-    def begin_step(self, batch, device):  # noqa: ANN001
+    def begin_step(self, batch, device):
         self.batch = batch
 
-    def losses(self, phase):  # noqa: ANN001, ANN201
+    def losses(self, phase):
         return {k: (self.w * (i + 1)).pow(2).mean() for i, k in enumerate(self.returns)}
 
 

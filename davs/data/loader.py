@@ -97,7 +97,7 @@ class ShardCycle(wds.PipelineStage):
     def __init__(self, urls: list[str], seed: int, epoch: SharedEpoch | None, shuffle: bool, cycle: bool) -> None:
         self.urls, self.seed, self.epoch, self.shuffle, self.cycle = list(urls), seed, epoch, shuffle, cycle
 
-    def run(self):  # noqa: ANN201
+    def run(self):
         epoch = self.epoch.get() if self.epoch is not None else 0
         c = 0
         while True:
@@ -139,7 +139,7 @@ class CheckedTars:
     handler: object
     expected: dict[str, int]
 
-    def __call__(self, src):  # noqa: ANN001, ANN204
+    def __call__(self, src):
         expand = wds.tarfile_to_samples(handler=self.handler)
         for item in src:
             n = 0
@@ -220,7 +220,7 @@ def count_samples(shard_dir: str | Path, split: str) -> int:
 
 def make_loader(
     urls: str | list[str],
-    decode,  # noqa: ANN001 - LRWDecode or decode_celeb
+    decode,  # LRWDecode or decode_celeb
     *,
     batch_size: int,
     train: bool,
@@ -279,7 +279,7 @@ class SampleShuffle:
     seed: int
     epoch: SharedEpoch | None
 
-    def __call__(self, src):  # noqa: ANN001, ANN204
+    def __call__(self, src):
         wid, rank = _worker_rank()
         rng = np.random.default_rng([self.seed, self.epoch.get() if self.epoch else 0, wid, rank, 7])
         buf: list = []

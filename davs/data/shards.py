@@ -147,5 +147,5 @@ class AtomicShardWriter:
     def __enter__(self) -> AtomicShardWriter:
         return self
 
-    def __exit__(self, exc_type, *_) -> None:  # noqa: ANN001
+    def __exit__(self, exc_type, *_) -> None:
         self.abort() if exc_type else self.close()

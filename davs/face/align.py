@@ -115,7 +115,7 @@ class FaceAligner:
             return None
         return Alignment(box_matrix(self.haar.crop_box(face), self.size), self.size, False)
 
-    def track(self, frames, max_gap: int = 5, smooth: int = 5) -> tuple[list[Alignment], list[int]]:  # noqa: ANN001
+    def track(self, frames, max_gap: int = 5, smooth: int = 5) -> tuple[list[Alignment], list[int]]:
         """Alignments of every frame (gaps up to ``max_gap`` filled from neighbours, matrices smoothed by a
         centred median of ``smooth`` frames) and the frames left without a face."""
         found = [self.align(f) for f in frames]

@@ -2,8 +2,8 @@
 
 The generator draws 64 px corpus mouths; on a real photo that reads as paint. Here the photo itself is
 warped instead, so every pixel of the output is the photo's own (its lips, teeth, skin and grain) except
-the opening between the lips, which is filled with the photo's own mouth interior where it shows one, and
-a shaded darkness where it does not.
+the new opening between the lips, a darkness shaded from the photo's lip colour. Where the photo's mouth is
+already open, its own teeth and interior move with their lips on either side of the opening.
 
 Geometry, from dlib's 68 landmarks, in the face's own axes (x along the eye line, y perpendicular, so a
 tilted head opens its mouth along its own axis): the lip line is the midline between the inner lips. For
@@ -27,16 +27,19 @@ photo's own, unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
-from davs.models.lip_head import REST_STATE
+from davs.models.lip_head import REST_STATE, LipHead
 
 INNER_TOP = (60, 61, 62, 63, 64)  # dlib: inner lip, left corner .. right corner, upper edge
 INNER_BOTTOM = (60, 67, 66, 65, 64)  # lower edge, same order
 OUTER = tuple(range(48, 60))
+STRIP_PIXELS = 1 << 18  # output pixels warped at a time (each needs a few dozen bytes of temporaries)
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class WarpGeometry:
     lower_share: float = 0.8  # of the opening, the part the jaw and lower lip make
     width_gain: float = 0.5 / 0.975  # relative width change per unit of the width state
     round_gain: float = 0.3 / 0.975  # relative width change per unit of the round state
+    rest_open: float = 0.05  # open states up to this are the mouth at rest (the head's noise in silence)
     neck_fade: float = 0.6  # eye distances under the jaw line over which the jaw's motion fades out
     lip_depth: float = 0.25  # eye distances under the lip line over which the lower lip's elliptic profile
     #                          becomes the jaw's (the mandible turning about the ears)
@@ -69,9 +73,13 @@ class LipWarper:
         self.centre = (top + bottom).mean(0) / 2  # (2,) mouth centre
         self.half_w = max(float(np.linalg.norm(lm[54] - lm[48])) / 2, 1.0)  # half mouth width, px
         mid = self._uv((top + bottom) / 2)  # (5, 2) the lip line, u in half widths, v in eye distances
+        mid = mid[np.argsort(mid[:, 0])]  # np.interp needs increasing u (a turned face may reorder points)
         self.line_u, self.line_v = mid[:, 0], mid[:, 1]
+        # the inner corners bound the opening, each on its own side (a turned face's far side is shorter)
+        self.left_u, self.right_u = max(-float(mid[0, 0]), 0.3), max(float(mid[-1, 0]), 0.3)
         uv = self._uv(lm)
-        self.jaw_u, self.jaw_v = uv[:17, 0], uv[:17, 1]  # the jaw line, ear to ear
+        jaw = uv[:17][np.argsort(uv[:17, 0])]
+        self.jaw_u, self.jaw_v = jaw[:, 0], jaw[:, 1]  # the jaw line, ear to ear
         self.nose_v = float(uv[33, 1])
         self.face_hw = max(float(np.abs(uv[[0, 16], 0]).mean()), 1.5)  # half the face's width, in half mouth widths
         self.interior = self._interior_colour(lm)
@@ -83,11 +91,13 @@ class LipWarper:
 
     def _interior_colour(self, lm: np.ndarray) -> np.ndarray:
         """The inside of the mouth: the photo's lip colour, darkened and a little more saturated (RGB float32)."""
+        pts = np.round(lm[list(OUTER)]).astype(np.int32)  # (12, 2)
         h, w = self.photo.shape[:2]
-        outer = np.zeros((h, w), np.uint8)
-        cv2.fillPoly(outer, [np.round(lm[list(OUTER)]).astype(np.int32)], 1)
+        (bx0, by0), (bx1, by1) = np.clip(pts.min(0), 0, [w, h]), np.clip(pts.max(0) + 1, 0, [w, h])
+        outer = np.zeros((by1 - by0, bx1 - bx0), np.uint8)  # the lips' bounding box only
+        cv2.fillPoly(outer, [pts - [bx0, by0]], 1)
         ys, xs = np.nonzero(outer)
-        lips = self.photo[ys, xs].astype(np.float32) if len(ys) else np.full((1, 3), 120, np.float32)
+        lips = self.photo[by0 + ys, bx0 + xs].astype(np.float32) if len(ys) else np.full((1, 3), 120, np.float32)
         c = np.median(lips, 0)
         return np.clip(c.mean() + 1.3 * (c - c.mean()), 0, 255) * 0.4
 
@@ -107,18 +117,22 @@ class LipWarper:
     def _line(self, u: np.ndarray) -> np.ndarray:
         return np.interp(u, self.line_u, self.line_v)
 
+    def _along(self, u: np.ndarray) -> np.ndarray:
+        """u scaled so that the inner corners are at -1 and 1."""
+        return np.where(u < 0, u / self.left_u, u / self.right_u)
+
     def _lower(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Weight in [0, 1] of the jaw's downward motion at (u, v) below the lip line: the lower lip's
         elliptic profile at the line (corners closed), the mandible's deeper down (1 at the chin, 0 at the
         ears), faded out under the jaw line."""
-        lip = np.sqrt(np.clip(1 - u**2, 0, 1))
+        lip = np.sqrt(np.clip(1 - self._along(u) ** 2, 0, 1))
         jaw = np.sqrt(np.clip(1 - np.abs(u) / self.face_hw, 0, 1))
         t = _smoothstep((v - self._line(u)) / self.g.lip_depth)
         below_jaw = v - np.interp(u, self.jaw_u, self.jaw_v)
         return ((1 - t) * lip + t * jaw) * (1 - _smoothstep(below_jaw / self.g.neck_fade))
 
     def _upper(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-        lateral = np.sqrt(np.clip(1 - u**2, 0, 1))
+        lateral = np.sqrt(np.clip(1 - self._along(u) ** 2, 0, 1))
         return lateral * (1 - _smoothstep((self._line(u) - v) / max(self._line(0.0) - self.nose_v, 1e-3)))
 
     def _spread(self, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -126,16 +140,28 @@ class LipWarper:
         near = np.exp(-(((v - self._line(np.clip(u, -1, 1))) / 0.15) ** 2))
         return np.clip(u, -1.3, 1.3) * near * np.exp(-np.maximum(np.abs(u) - 1, 0) ** 2 / 0.1)
 
-    def frame(self, state: np.ndarray) -> np.ndarray:
-        """The photo with the mouth state (open, width, round) -> (H, W, 3) uint8."""
-        o = max(float(state[0]) - REST_STATE[0], 0.0)
+    def frame(self, state: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """The photo with the mouth state (open, width, round) -> (H, W, 3) uint8. With ``out`` (a frame this
+        warper made before, or a copy of the photo), the frame is drawn into it: only the window is rewritten,
+        so a stream of frames needs one photo-sized buffer."""
+        o = max(float(state[0]) - REST_STATE[0] - self.g.rest_open, 0.0) / (1 - self.g.rest_open)
         stretch = self.g.width_gain * (float(state[1]) - REST_STATE[1]) - self.g.round_gain * float(state[2])
-        out = self.photo.copy()
-        if o < 1e-4 and abs(stretch) < 1e-4:
-            return out
         x0, y0, x1, y1 = self.window
-        if x1 <= x0 or y1 <= y0:
+        if out is None:
+            out = self.photo.copy()
+        else:
+            out[y0:y1, x0:x1] = self.photo[y0:y1, x0:x1]
+        if (o < 1e-4 and abs(stretch) < 1e-4) or x1 <= x0 or y1 <= y0:
             return out
+        rows = max(1, STRIP_PIXELS // (x1 - x0))  # the window in strips: memory bounded whatever the face's size
+        for ya in range(y0, y1, rows):
+            yb = min(ya + rows, y1)
+            out[ya:yb, x0:x1] = self._strip(o, stretch, (x0, ya, x1, yb))
+        return out
+
+    def _strip(self, o: float, stretch: float, box: tuple[int, int, int, int]) -> np.ndarray:
+        """Rows box[1]:box[3], columns box[0]:box[2] of the warped frame -> (h, w, 3) uint8."""
+        x0, y0, x1, y1 = box
         opening = self.g.open_gain * o  # eye distances
         down, up = opening * self.g.lower_share, opening * (1 - self.g.lower_share)
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
@@ -152,11 +178,21 @@ class LipWarper:
         src = self.centre + su[..., None] * self.half_w * self.ex + sv[..., None] * self.eye * self.ey  # (h, w, 2)
         patch = cv2.remap(self.photo, src[..., 0].astype(np.float32), src[..., 1].astype(np.float32),
                           cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        gap = np.clip(np.minimum(qv - gap_top, gap_bottom - qv) * self.eye + 0.5, 0, 1)  # 1 inside, antialiased
-        gap *= np.abs(qu) < 1.0
+        inside = np.minimum(qv - gap_top, gap_bottom - qv) * self.eye  # px from the nearer lip edge
+        height = (gap_bottom - gap_top) * self.eye  # the opening's height there, px
+        gap = np.clip(inside + 0.5, 0, 1) * np.clip(height, 0, 1)  # pixel coverage: a sub-pixel gap stays faint
         depth = np.clip((qv - gap_top) / np.maximum(gap_bottom - gap_top, 1e-6), 0, 1)
         shade = 0.45 + 0.55 * depth**1.5  # in the upper lip's shadow at the top, the tongue's colour below
         fill = self.interior[None, None] * shade[..., None]
         patch = patch * (1 - gap[..., None]) + fill * gap[..., None]
-        out[y0:y1, x0:x1] = np.clip(np.round(patch), 0, 255).astype(np.uint8)
-        return out
+        return np.clip(np.round(patch), 0, 255).astype(np.uint8)
+
+
+def warp_frames(warper: LipWarper, head: LipHead, words: Iterable[torch.Tensor]) -> Iterator[np.ndarray]:
+    """The warper's photo saying word-feature chunks (b, D): one frame per word feature, drawn into one
+    buffer (each frame valid until the next is made; an encoder copies it)."""
+    buf = warper.photo.copy()
+    with torch.no_grad():
+        for states in head.stream(words):
+            for s in states.float().cpu().numpy():
+                yield warper.frame(s, buf)

@@ -81,7 +81,7 @@ def mouth_scores(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 
 @torch.no_grad()
-def judge_videos(judges, videos: dict[str, np.ndarray], mfcc: torch.Tensor, audio_start: int,  # noqa: ANN001
+def judge_videos(judges, videos: dict[str, np.ndarray], mfcc: torch.Tensor, audio_start: int,
                  states: torch.Tensor | None, shuffled: str | None = "real", batch: int = 32) -> dict[str, float]:
     """Both judges' figures for named sets of videos of the same clips.
 
@@ -114,7 +114,7 @@ def judge_videos(judges, videos: dict[str, np.ndarray], mfcc: torch.Tensor, audi
 
 
 @torch.no_grad()
-def reference_leak(judges, from_rest: np.ndarray, from_open: np.ndarray, rest_ref: np.ndarray,  # noqa: ANN001
+def reference_leak(judges, from_rest: np.ndarray, from_open: np.ndarray, rest_ref: np.ndarray,
                    open_ref: np.ndarray) -> dict[str, float]:
     """Does the reference's own mouth show through G's skip connections? The same clips, the same audio
     words, generated once from a reference at rest and once from an open-mouthed reference of the same clip.

@@ -28,7 +28,7 @@ class LipHead(nn.Module):
     def __init__(self, feat_dim: int, context: int = 2, states: int = len(STATE_NAMES)) -> None:
         super().__init__()
         self.feat_dim, self.context = feat_dim, context
-        self.filter = nn.Conv1d(feat_dim, states, kernel_size=2 * context + 1, padding=context)
+        self.filter = nn.Conv1d(feat_dim, states, kernel_size=2 * context + 1)  # applied to edge-padded words
 
     def forward(self, words: torch.Tensor) -> torch.Tensor:
         """words (B, T, D) -> mouth states (B, T, 3) in [0, 1]; edges replicate the first / last frame."""
@@ -42,6 +42,8 @@ class LipHead(nn.Module):
         c = self.context
         buf: torch.Tensor | None = None
         for chunk in chunks:
+            if len(chunk) == 0:
+                continue
             buf = chunk[:1].expand(c, -1) if buf is None else buf  # left edge replicated once
             buf = torch.cat([buf, chunk])
             if len(buf) > 2 * c:

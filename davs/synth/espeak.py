@@ -101,7 +101,7 @@ class _Engine:
         self.lib.espeak_SetSynthCallback(self._cb)
         self.lock = threading.Lock()
 
-    def _on_audio(self, wav, n, events) -> int:  # noqa: ANN001 - ctypes callback
+    def _on_audio(self, wav, n, events) -> int:  # ctypes callback
         if n > 0 and wav:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
         i = 0

@@ -125,7 +125,7 @@ class GenTask(DAVSTask):
                     "loss/uniform_word_from_id": w.uniform, "loss/domain_disc": 1.0, "loss/dis_word_from_id": 1.0}
         return out
 
-    def generate(self, ref: torch.Tensor, words: torch.Tensor, return_mask: bool = False):  # noqa: ANN201
+    def generate(self, ref: torch.Tensor, words: torch.Tensor, return_mask: bool = False):
         """ref (B, 3, H, W) reference faces, words (B, W, D) word features -> (B, W, 3, H, W) frames."""
         return generate_frames(self.nets["Ep"], self.nets["G"], ref, words, return_mask)
 
