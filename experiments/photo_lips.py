@@ -111,7 +111,7 @@ class Judge:
 
 def frames_of(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
-        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+        return [np.ascontiguousarray(f.to_ndarray(format="rgb24")) for f in c.decode(video=0)]
 
 
 def h264_of(photo: np.ndarray, work: Path) -> np.ndarray:

@@ -91,7 +91,7 @@ def test_dvc_repro_noop_and_experiment(repo, venv_env):
     assert _ran(r.stdout) == ["sources"], "a second repro must only relist the (unset) real datasets"
 
     r = run(["dvc", "exp", "run", "-S", "gen.l1_weight=10"], repo, venv_env, timeout=900)
-    assert _ran(r.stdout) == ["check_params", "sources", "gen", "eval"]
+    assert _ran(r.stdout) == ["check_params", "sources", "gen", "lips", "eval"]
     show = run(["dvc", "exp", "show", "--json"], repo, venv_env).stdout
     assert "l1_weight" in show and "word_acc/audio_top1" in show
     r = run(["dvc", "plots", "show", "--json"], repo, venv_env)
