@@ -3,8 +3,11 @@
 The stages and their order are read from ``dvc.yaml`` (the DAG is defined there, once). Each task runs
 ``dvc repro --single-item <stage>``, so a Prefect run and a hand-run ``dvc repro`` share one cache and
 one history, and an unchanged stage is skipped by DVC. The subprocess's output is streamed into the
-Prefect run logs line by line. Flow parameter ``overrides`` (``{"gen.l1_weight": 10}``) is applied to
-``params.yaml`` before the run, with the same validation and semantics as ``dvc exp run -S``.
+Prefect run logs line by line. With the flow parameter ``overrides`` (``{"gen.l1_weight": 10}``) the run is
+a DVC experiment instead: the overrides are validated like params.yaml, then one task runs
+``dvc exp run --temp -n <name> -S key=value ...`` (a temporary copy of the workspace sharing the DVC cache,
+so only what depends on the overrides reruns), which leaves the workspace and its ``params.yaml`` as they
+were; the experiment is listed by ``dvc exp show`` and its metrics are the flow's result.
 
 Serve the deployment ``davs/full``:   python -m pipeline.flow serve
 Run it once without a server:         python -m pipeline.flow run
@@ -17,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,8 +61,13 @@ def _env() -> dict[str, str]:
 @task(retries=1, retry_delay_seconds=10, task_run_name="dvc-{stage}")
 def run_stage(stage: str, repo: str) -> str:
     """``dvc repro --single-item <stage>``, its output streamed into the Prefect logs."""
+    _stream(["dvc", "repro", "--single-item", stage], repo, f"stage {stage}")
+    return stage
+
+
+def _stream(cmd: list[str], repo: str, what: str) -> None:
+    """Run ``cmd`` in ``repo``, its output streamed into the Prefect logs; a failure raises with its tail."""
     log = get_run_logger()
-    cmd = ["dvc", "repro", "--single-item", stage]
     log.info("$ %s", " ".join(cmd))
     proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
                             bufsize=1)
@@ -70,18 +79,52 @@ def run_stage(stage: str, repo: str) -> str:
                 log.info("%s", part.rstrip())
                 tail = (tail + [part])[-20:]
     if proc.wait() != 0:
-        raise RuntimeError(f"stage {stage} failed (exit {proc.returncode}):\n" + "\n".join(tail))
-    return stage
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+
+
+def check_overrides(params_file: Path, overrides: dict[str, Any]) -> list[str]:
+    """The ``-S key=value`` arguments of valid overrides (each key must exist; the result must validate)."""
+    from pipeline.params import validate
+
+    raw = yaml.safe_load(params_file.read_text())
+    for key, value in overrides.items():
+        node = raw
+        *parents, leaf = key.split(".")
+        for p in parents:
+            if not isinstance(node, dict) or p not in node:
+                raise ValueError(f"override {key}: no such section in {params_file.name}")
+            node = node[p]
+        if not isinstance(node, dict) or leaf not in node:
+            raise ValueError(f"override {key}: no such key in {params_file.name}")
+        node[leaf] = value
+    validate(raw, f"{params_file.name} with overrides {overrides}")
+    return [a for k, v in overrides.items() for a in ("-S", f"{k}={json.dumps(v)}")]
+
+
+@task(task_run_name="dvc-exp-{name}")
+def run_experiment(name: str, set_args: list[str], repo: str) -> dict:
+    """``dvc exp run --temp`` with the overrides; returns the experiment's reports/metrics.json."""
+    from pipeline.seeds import find_metrics
+
+    _stream(["dvc", "exp", "run", "--temp", "-n", name, *set_args], repo, f"experiment {name}")
+    base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+    shown = subprocess.run(["dvc", "exp", "show", "--json", "--rev", base], cwd=repo, capture_output=True, text=True,
+                           env=_env(), check=True).stdout
+    metrics = find_metrics(json.loads(shown), name)
+    if metrics is None:
+        raise RuntimeError(f"experiment {name} has no reports/metrics.json in 'dvc exp show'")
+    return metrics
 
 
 @flow(name="davs", log_prints=True)
 def davs(overrides: dict[str, Any] | None = None, repo: str = str(REPO)) -> dict:
-    """Run the DVC pipeline stage by stage; returns reports/metrics.json."""
-    from pipeline.params import set_params
-
+    """Run the DVC pipeline stage by stage and return reports/metrics.json; with ``overrides``, run it as a
+    DVC experiment (the workspace untouched) and return the experiment's metrics."""
     if overrides:
-        set_params(Path(repo) / "params.yaml", overrides)
-        get_run_logger().info("params overridden: %s", overrides)
+        set_args = check_overrides(Path(repo) / "params.yaml", overrides)
+        name = "prefect-" + time.strftime("%Y%m%d-%H%M%S")
+        get_run_logger().info("params overridden in experiment %s: %s", name, overrides)
+        return run_experiment(name, set_args, repo)
     for stage in dvc_stages(Path(repo) / "dvc.yaml"):
         run_stage(stage, repo)
     return json.loads((Path(repo) / "reports" / "metrics.json").read_text())
@@ -91,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.flow", description="Prefect flow 'davs'")
     ap.add_argument("action", choices=["serve", "run", "stages"])
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="params override for 'run' (YAML value), like dvc exp run -S")
+                    help="params override for 'run' (YAML value): run as a DVC experiment, like dvc exp run -S")
     args = ap.parse_args(argv)
     if args.action == "stages":
         print("\n".join(dvc_stages()))

@@ -50,7 +50,7 @@ def _dvc(args: list[str], capture: bool = False) -> str:
     return r.stdout or ""
 
 
-def _find_metrics(node: Any, name: str) -> dict[str, float] | None:
+def find_metrics(node: Any, name: str) -> dict[str, float] | None:
     """The metrics of experiment ``name`` anywhere in ``dvc exp show --json`` (its nesting varies by version)."""
     if isinstance(node, dict):
         if node.get("name") == name and isinstance(node.get("data"), dict):
@@ -60,7 +60,7 @@ def _find_metrics(node: Any, name: str) -> dict[str, float] | None:
         node = list(node.values())
     if isinstance(node, list):
         for v in node:
-            found = _find_metrics(v, name)
+            found = find_metrics(v, name)
             if found:
                 return found
     return None
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
         _dvc(["exp", "run", "--temp", "-n", name, "-S", f"seed={s}"])
         # the experiment hangs off the commit it started from, which stays findable if HEAD moves meanwhile
-        m = _find_metrics(json.loads(_dvc(["exp", "show", "--json", "--rev", base], capture=True)), name)
+        m = find_metrics(json.loads(_dvc(["exp", "show", "--json", "--rev", base], capture=True)), name)
         if m is None:
             raise RuntimeError(f"experiment {name} has no {METRICS} in 'dvc exp show --json'")
         runs[s] = m

@@ -124,3 +124,21 @@ def test_bf16_units_probe_agrees_with_the_cpu_flags():
         pytest.skip("no /proc/cpuinfo")
     flags = {f for line in info.read_text().splitlines() if line.startswith("flags") for f in line.split(":", 1)[1].split()}
     assert cpu_has_bf16_units() is ("amx_tile" in flags)
+
+
+def test_flow_overrides_are_checked_before_an_experiment_runs(tmp_path):
+    """Prefect's ``overrides`` become ``dvc exp run -S`` arguments only when every key exists and the result
+    validates; params.yaml itself is never written."""
+    import shutil
+
+    from pipeline.flow import check_overrides
+
+    f = tmp_path / "params.yaml"
+    shutil.copy(ROOT / "params.yaml", f)
+    before = f.read_bytes()
+    assert check_overrides(f, {"gen.l1_weight": 10, "seed": 3}) == ["-S", "gen.l1_weight=10", "-S", "seed=3"]
+    with pytest.raises(ValueError, match="gen.nope"):
+        check_overrides(f, {"gen.nope": 1})
+    with pytest.raises(ParamsError, match="gen.l1_weight"):
+        check_overrides(f, {"gen.l1_weight": "x"})
+    assert f.read_bytes() == before

@@ -70,6 +70,16 @@ def repo(tmp_path_factory) -> Path:
     return dst
 
 
+def _named(node, prefix: str) -> list[dict]:
+    """The experiments of ``dvc exp show --json`` whose name starts with ``prefix`` (the nesting varies)."""
+    if isinstance(node, dict):
+        here = [node] if str(node.get("name", "")).startswith(prefix) and isinstance(node.get("data"), dict) else []
+        return here + [e for v in node.values() for e in _named(v, prefix)]
+    if isinstance(node, list):
+        return [e for v in node for e in _named(v, prefix)]
+    return []
+
+
 def _ran(out: str) -> list[str]:
     return [s for s in dvc_stages(ROOT / "dvc.yaml") if f"Running stage '{s}'" in out]
 
@@ -239,17 +249,20 @@ def test_prefect_deployment_run(repo, venv_env, tmp_path):
         else:
             pytest.fail("deployment davs/full never appeared:\n" + (tmp_path / "serve.log").read_text()[-3000:])
         before = (repo / "models" / "gen.pt").stat().st_mtime if (repo / "models" / "gen.pt").exists() else 0
+        params_before = (repo / "params.yaml").read_bytes()
         r = subprocess.run(["prefect", "deployment", "run", "davs/full", "--param",
                             'overrides={"gen.l1_weight": 3.0}', "--watch", "--watch-timeout", "600"],
                            cwd=repo, env=env, capture_output=True, text=True, timeout=700)
         log = (tmp_path / "serve.log").read_text()
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:] + log[-3000:]
         assert "Completed" in r.stdout
-        assert "dvc repro --single-item gen" in log and "Running stage 'gen'" in log
-        m = json.loads((repo / "reports" / "metrics.json").read_text())
-        assert "word_acc/video_top1" in m
-        assert (repo / "models" / "gen.pt").stat().st_mtime > before
-        assert yaml.safe_load((repo / "params.yaml").read_text())["gen"]["l1_weight"] == 3.0
+        # overrides run as a DVC experiment: gen reruns in a temporary copy, the workspace stays as it was
+        assert "dvc exp run --temp" in log and "Running stage 'gen'" in log
+        assert (repo / "params.yaml").read_bytes() == params_before
+        assert not (repo / "models" / "gen.pt").exists() or (repo / "models" / "gen.pt").stat().st_mtime == before
+        exps = _named(json.loads(run(["dvc", "exp", "show", "--json"], repo, env).stdout), "prefect-")
+        assert exps, "the run is not in dvc exp show"
+        assert exps[0]["data"]["params"]["params.yaml"]["data"]["gen"]["l1_weight"] == 3.0
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -96,13 +96,13 @@ def test_cli_dispatch_covers_every_command():
 
 
 def test_seed_summary_reads_dvc_exp_show_and_reports_mean_and_sample_std():
-    from pipeline.seeds import _find_metrics, summarise, table
+    from pipeline.seeds import find_metrics, summarise, table
 
     show = [{"rev": "workspace", "data": {"metrics": {"reports/metrics.json": {"data": {"a": 9.0}}}}},
             {"rev": "abc", "experiments": [{"revs": [
                 {"name": "seed-1", "data": {"metrics": {"reports/metrics.json": {"data": {"a": 1.0, "b": 2}}}}}]}]}]
-    assert _find_metrics(show, "seed-1") == {"a": 1.0, "b": 2}
-    assert _find_metrics(show, "seed-7") is None
+    assert find_metrics(show, "seed-1") == {"a": 1.0, "b": 2}
+    assert find_metrics(show, "seed-7") is None
     s = summarise({0: {"a": 1.0, "b": 5}, 1: {"a": 3.0}, 2: {"a": 2.0}})
     assert s["seeds"] == [0, 1, 2] and set(s["metrics"]) == {"a"}  # only metrics every seed has
     assert s["metrics"]["a"] == {"mean": 2.0, "std": 1.0, "values": [1.0, 3.0, 2.0]}
