@@ -31,6 +31,8 @@ README_KEYS = (  # the README's table: what the model does, over seeds
     ("word_acc/video_top1", "word accuracy, video (lip-reading)"),
     ("leakage/word_from_identity", "word read from identity features (chance 0.05)"),
     ("leakage/identity_from_word_msceleb", "MS-Celeb identity read from word features (chance 0.025)"),
+    ("leakage/identity_from_word_video", "speaker read from video word features (chance 0.1)"),
+    ("leakage/identity_from_word_audio", "speaker read from audio word features (chance 0.1)"),
     ("judge/lse_c_audio", "LSE-C, audio-driven"),
     ("judge/lse_c_video", "LSE-C, video-driven"),
     ("judge/lse_c_real", "LSE-C, real video (the judge's ceiling)"),
@@ -41,7 +43,7 @@ README_KEYS = (  # the README's table: what the model does, over seeds
     ("quality/audio_ssim", "SSIM, audio-driven"),
 )
 HEADLINE = tuple(k for k, _ in README_KEYS) + (
-    "word_acc/fused_top1", "leakage/identity_from_word_video", "leakage/identity_from_word_audio", "retrieval/r_at_10",
+    "word_acc/fused_top1", "cross/mouth_is_target_video", "cross/mouth_is_driver_video", "retrieval/r_at_10",
     "identity/cp_acc_msceleb", "judge/offset_zero_audio", "judge/mouth_open_gain_audio", "judge/ref_mouth_leak",
     "quality/video_psnr_mouth")
 JUDGED = ("real", "audio", "video", "copy_ref", "shuffled_audio")

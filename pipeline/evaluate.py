@@ -118,6 +118,12 @@ def measure(p: Params, dev: torch.device, models: dict[str, Path]):
 
     gen_metrics, gen = evaluate_generator(p, nets, test["lrw"], dev)
     m |= gen_metrics
+    if len(spk):  # the corpus names its speakers: whose mouth does a cross-driven face get?
+        from davs.cross_speaker import cross_speaker
+
+        log.info("eval: cross-speaker driving (a mouth probe fitted on real val mouths)")
+        m |= {f"cross/{k}": v for k, v in
+              cross_speaker(nets, test["lrw"], val["lrw"], tuple(p.data.mouth_box), dev, p.eval.probe_c).items()}
     return m, gen, feats, ck
 
 

@@ -89,6 +89,7 @@ class ModelParams(_Section):
     variant: Literal["davs", "paper"]  # ours, or the official DAVS's networks (davs.models.build)
     dis_frames: Pos  # paper variant: consecutive frames its Cw_p reads (official: 20)
     gen_conceal: bool  # G's reference has its mouth concealed, so G draws every mouth (davs.models.generator)
+    identity_rank: NonNeg  # identity directions the word encoders' last layer removes (davs.models.identity_nuisance)
 
 
 class _TrainCommon(_Section):
@@ -126,6 +127,14 @@ class DisentParams(_TrainCommon):
     keep_weight: NonNegF  # weight of the stage-1 losses that keep the embedding
     dis_steps: Pos  # dis-classifier updates per encoder update
     dis_memory: Pos  # the dis-classifiers train on the features of the last dis_memory steps
+    identity_ridge: PosF  # model.identity_rank's subspace: ridge of its reduced-rank regression from identity vectors
+    identity_clips: Pos  # ... fitted on this many training clips after the last step
+    head_steps: NonNeg  # then Cw refitted for this many steps on the features with the subspace removed
+    head_lr: PosF
+    clip_id_weight: NonNegF  # the label-free adversary: the clip's own identity read from its word features (0 = off)
+    clip_id_memory: Pos  # ... by a ridge regression on the pooled features of the last clip_id_memory steps
+    clip_id_ridge: PosF  # ... its ridge, relative to the standardised features' unit variance
+    clip_id_clusters: NonNeg  # ... its target: k-means pseudo-speakers of the identity vectors (0: the vectors)
 
 
 class GenParams(_TrainCommon):
@@ -229,6 +238,9 @@ def cross_check(p: Params) -> list[str]:
         if w > g.min_shards:
             errs.append(f"{name}.num_workers: {w} loader workers but ingest.min_shards is {g.min_shards} "
                         "(each worker needs a shard)")
+    if p.model.identity_rank > p.model.feat_dim:
+        errs.append(f"model.identity_rank: {p.model.identity_rank} directions, more than model.feat_dim "
+                    f"({p.model.feat_dim})")
     if p.model.variant == "paper":
         if p.model.dis_frames > d.num_frames:
             errs.append(f"model.dis_frames: {p.model.dis_frames} frames, more than data.num_frames ({d.num_frames})")

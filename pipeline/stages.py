@@ -150,7 +150,8 @@ def model_sizes(p: Params) -> dict:
     return dict(image_size=p.data.image_size, feat_dim=m.feat_dim, width=m.width, gen_width=m.gen_width,
                 disc_width=m.disc_width, mfcc_frames=p.data.mfcc_frames, mfcc_coeffs=p.data.mfcc_coeffs,
                 mfcc_recipe=p.data.mfcc_recipe, window=m.window, audio_conditioned_disc=m.audio_conditioned_disc, mouth_box=tuple(p.data.mouth_box),
-                variant=m.variant, dis_frames=m.dis_frames, gen_conceal=m.gen_conceal)
+                variant=m.variant, dis_frames=m.dis_frames, gen_conceal=m.gen_conceal,
+                identity_rank=m.identity_rank)
 
 
 def model_config(p: Params):
@@ -206,7 +207,10 @@ def disent_hparams(p: Params):
     d = p.disent
     return DisentHParams(lr=d.lr, dis_lr=d.dis_lr, uniform=d.uniform_weight, keep=d.keep_weight,
                          margin=p.joint.margin, contrastive_form=p.joint.contrastive_form, uniform_form=d.uniform_form, frame_sync=p.joint.frame_sync_weight, dis_steps=d.dis_steps,
-                         dis_memory=d.dis_memory)
+                         dis_memory=d.dis_memory, identity_ridge=d.identity_ridge,
+                         identity_clips=d.identity_clips, head_steps=d.head_steps, head_lr=d.head_lr,
+                         clip_id=d.clip_id_weight, clip_id_memory=d.clip_id_memory, clip_id_ridge=d.clip_id_ridge,
+                         clip_id_clusters=d.clip_id_clusters)
 
 
 def gen_hparams(p: Params) -> GenHParams:

@@ -47,7 +47,7 @@ def shards(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 CPU = torch.device("cpu")
-SIZES = dict(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, window=3)
+SIZES = dict(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, window=3, identity_rank=4)
 
 
 def tiny_data(shards: Path, **kw):
@@ -74,7 +74,7 @@ def tiny_models(shards: Path, corpus: Path, tmp_path_factory: pytest.TempPathFac
     loop = LoopConfig(steps=6, log_every=3, val_every=6, ckpt_every=3)
     logged: list = []
     m1 = run_joint(data, cfg, loop, JointHParams(), out / "joint.pt", CPU, lambda s, m: logged.append((s, m)))
-    m2 = run_disent(data, cfg, replace(loop), DisentHParams(), out / "joint.pt", out / "disent.pt", CPU)
+    m2 = run_disent(data, cfg, replace(loop), DisentHParams(head_steps=3), out / "joint.pt", out / "disent.pt", CPU)
     m3 = run_gen(data, cfg, replace(loop, optimizer="adam"), GenHParams(lip=1.0, mask=0.1, sync_gan=0.1), out / "disent.pt",
                  out / "gen.pt", CPU)
     judges = JudgeConfig(image_size=32, width=8, embed_dim=16, mouth_steps=5, sync_steps=5, sync_batch=8, mouth_batch=16)
@@ -108,3 +108,27 @@ def ingest_val_batch(corpus: Path, out: Path, **changes):
                             train=False, num_samples=len(refs))
     (batch,) = list(loader)
     return batch, refs
+
+
+# params.yaml overrides for a pipeline on the tiny corpus (the e2e tests and the eval stage's tests)
+TINY_PARAMS = {
+    "synth.num_words": 3, "synth.speakers": 3, "synth.test_only_speakers": 1, "synth.train_per_word": 6,
+    "synth.val_per_word": 2, "synth.test_per_word": 3, "synth.msceleb_identities": 4, "synth.msceleb_images": 8,
+    "data.image_size": 32, "ingest.min_shards": 2, "ingest.shard_max_samples": 8,
+    "ingest.msceleb_min_per_identity": 5, "ingest.msceleb_test_per_identity": 2,
+    "model.feat_dim": 32, "model.width": 8, "model.gen_width": 8, "model.disc_width": 8, "model.window": 3,
+    "model.identity_rank": 4, "disent.head_steps": 3, "joint.steps": 4, "disent.steps": 3, "gen.steps": 3, "joint.batch_size": 4, "disent.batch_size": 4,
+    "gen.batch_size": 4, "joint.id_batch_size": 8, "disent.id_batch_size": 8,
+    "joint.num_workers": 0, "disent.num_workers": 0, "gen.num_workers": 0,
+    "eval.batch_size": 4, "eval.num_samples": 1,
+    "synth.workers": 1, "ingest.workers": 1,  # in process: worker pools are tested in test_faults / test_ingest
+    "judges.width": 8, "judges.embed_dim": 16, "judges.mouth_steps": 5, "judges.sync_steps": 5, "judges.sync_batch": 8,
+}
+
+
+def _set(raw: dict, dotted: str, value) -> None:
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        node = node[p]
+    node[leaf] = value

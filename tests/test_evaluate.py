@@ -10,8 +10,7 @@ import yaml
 from davs.checkpoint import CheckpointError
 from pipeline.params import validate
 
-from .conftest import ROOT
-from .test_pipeline_e2e import TINY_PARAMS, _set
+from .conftest import ROOT, TINY_PARAMS, _set
 
 
 @pytest.fixture
@@ -53,6 +52,9 @@ def test_metrics_have_baselines_and_are_deterministic(workdir):
     assert all(not isinstance(v, dict) for v in m.values()), "metrics.json is flat"
     assert 0 <= m["quality/audio_ssim"] <= 1 and m["quality/copy_ref_psnr"] > 5
     assert m["data/test_clips"] == 3 * 3
+    cross = {k for k in m if k.startswith("cross/")}  # the corpus names speakers: the cross-speaker probe ran
+    assert {"cross/mouth_is_target_video", "cross/mouth_is_driver_audio", "cross/mouth_probe_real"} <= cross
+    assert all(0 <= m[k] <= 1 for k in cross)
     for f in ("plots/confusion_video.csv", "plots/confusion_audio.csv", "figures/grid.png"):
         assert (tmp / "reports" / f).stat().st_size > 100
     samples = list((tmp / "reports" / "samples").glob("*.mp4"))

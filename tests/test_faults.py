@@ -163,7 +163,8 @@ def test_generate_streams_in_batches(tiny_models, inputs, tmp_path, monkeypatch)
 
 
 def test_chunked_word_features_equal_the_whole_sequence(tiny_models):
-    """Chunks with CONTEXT frames either side give exactly the whole-sequence encoder output."""
+    """Chunks with CONTEXT frames either side give the whole-sequence encoder output, to float rounding (the
+    identity-subspace removal rescales what is left, rounding with it; a missing context frame is off by O(1))."""
     from davs.data.features import mfcc_windows
     from davs.inference import Talker
 
@@ -171,9 +172,10 @@ def test_chunked_word_features_equal_the_whole_sequence(tiny_models):
     audio = np.random.default_rng(0).standard_normal(16000 * 3).astype(np.float32) * 0.1
     n = 75
     whole = t.nets["Ea_w"](torch.from_numpy(mfcc_windows(audio, n, 25.0, t.cfg.mfcc_frames, t.cfg.mfcc_coeffs))[None])[0]
-    torch.testing.assert_close(t.audio_words(audio, n), whole, rtol=1e-5, atol=1e-5)
+    tol = 1e-5 * float(whole.abs().max())
+    torch.testing.assert_close(t.audio_words(audio, n), whole, rtol=1e-5, atol=tol)
     t.batch_size = 1000  # one chunk: the same numbers
-    torch.testing.assert_close(t.audio_words(audio, n), whole, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(t.audio_words(audio, n), whole, rtol=1e-5, atol=tol)
 
 
 # ---------------------------------------------------------------- params

@@ -180,6 +180,14 @@ def test_loader_yields_what_the_reader_read(corpus, shards):
 
 
 def test_train_loader_is_seeded_and_balanced(shards):
+    """Same seed, same batches; another seed, others. Balanced as a shuffled shard cycle is: an epoch is
+    ``n`` batches of a shuffle buffer over the cycling shards (not an exact permutation), and over ten epochs
+    every training clip is drawn, none more than about 1.5 times its share (a loader stuck on some shards, or
+    replaying one epoch's order, fails this)."""
+    from collections import Counter
+
+    from davs.data.loader import SharedEpoch
+
     def keys(seed):
         loader, n = make_loader(str(shards / "lrw" / "train-*.tar"), LRWDecode(25, 2, 5, seed, None, True),
                                 batch_size=4, train=True, num_samples=18, seed=seed)
@@ -189,6 +197,15 @@ def test_train_loader_is_seeded_and_balanced(shards):
     assert len(a) == 4 * n and n == 5
     assert keys(0)[0] == a
     assert keys(1)[0] != a
+    ep = SharedEpoch()
+    loader, _ = make_loader(str(shards / "lrw" / "train-*.tar"), LRWDecode(25, 2, 5, 0, ep, True), batch_size=4,
+                            train=True, num_samples=18, seed=0, epoch=ep)
+    drawn: Counter = Counter()
+    for e in range(10):
+        ep.set(e)
+        drawn.update(k for b in loader for k in b["key"])
+    share = sum(drawn.values()) / 18
+    assert len(drawn) == 18 and min(drawn.values()) >= 0.5 * share and max(drawn.values()) <= 1.6 * share, drawn
 
 
 def test_rest_reference_frames_lie_outside_the_word(shards):

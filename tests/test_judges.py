@@ -54,7 +54,7 @@ def judges(shards, corpus, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def test_clips(shards, corpus):
+def heldout_clips(shards, corpus):
     return load_clips(shards / "lrw", "test", 32, BOX, 0, corpus / "lipread_mp4" / MOUTH_STATES)
 
 
@@ -70,58 +70,58 @@ def test_judges_are_deterministic_and_load_with_weights_only(judges, shards, cor
     assert all(torch.equal(sa["sync"][k], sb["sync"][k]) for k in sa["sync"])
 
 
-def test_mouth_regressor_reads_real_frames(judges, test_clips):
+def test_mouth_regressor_reads_real_frames(judges, heldout_clips):
     """The ceiling: on real held-out frames (unseen speakers included) the regressor follows the truth."""
     j = judges[0]
     from davs.judges.scores import mouth_states
 
-    pred = mouth_states(j.mouth, to_float(test_clips.rois))  # (N, T, 3)
-    s = mouth_scores(pred.flatten(0, 1).numpy(), test_clips.states.flatten(0, 1).numpy())
+    pred = mouth_states(j.mouth, to_float(heldout_clips.rois))  # (N, T, 3)
+    s = mouth_scores(pred.flatten(0, 1).numpy(), heldout_clips.states.flatten(0, 1).numpy())
     assert s["open_corr"] > 0.8, s
     assert 0.6 < s["open_gain"] < 1.4, s
     # a still mouth (every frame the first, closed one) gives no correlation and no gain
-    still = to_float(test_clips.rois[:, :1]).expand_as(to_float(test_clips.rois))
-    s0 = mouth_scores(mouth_states(j.mouth, still).flatten(0, 1).numpy(), test_clips.states.flatten(0, 1).numpy())
+    still = to_float(heldout_clips.rois[:, :1]).expand_as(to_float(heldout_clips.rois))
+    s0 = mouth_scores(mouth_states(j.mouth, still).flatten(0, 1).numpy(), heldout_clips.states.flatten(0, 1).numpy())
     assert abs(s0["open_gain"]) < 0.2 and s0["state_mae"] > s["state_mae"]
 
 
-def test_sync_real_beats_shuffled_and_finds_shifts(judges, test_clips):
+def test_sync_real_beats_shuffled_and_finds_shifts(judges, heldout_clips):
     j = judges[0]
-    rois = to_float(test_clips.rois)[:, 2:27]  # the 25 frames DAVS generates, audio starting 2 frames earlier
-    real = lse(offset_distances(j.sync, rois, test_clips.mfcc, 2, 7))
-    shuffled = lse(offset_distances(j.sync, rois, test_clips.mfcc.roll(len(rois) // 2, 0), 2, 7))
+    rois = to_float(heldout_clips.rois)[:, 2:27]  # the 25 frames DAVS generates, audio starting 2 frames earlier
+    real = lse(offset_distances(j.sync, rois, heldout_clips.mfcc, 2, 7))
+    shuffled = lse(offset_distances(j.sync, rois, heldout_clips.mfcc.roll(len(rois) // 2, 0), 2, 7))
     assert real["offset"] == 0 and real["offset_zero"] >= 0.6, real
     assert real["lse_c"] > shuffled["lse_c"] and real["lse_d"] < shuffled["lse_d"], (real, shuffled)
     for k in (-3, 2):  # audio delayed by k frames: its window for frame t is the original's for t - k
-        shifted = test_clips.mfcc.roll(k, 1)
+        shifted = heldout_clips.mfcc.roll(k, 1)
         found = lse(offset_distances(j.sync, rois, shifted, 2, 7))
         assert found["offset"] == k, (k, found)
 
 
-def test_judge_videos_keys(judges, test_clips):
+def test_judge_videos_keys(judges, heldout_clips):
     j = judges[0]
     u8 = lambda x: ((x + 1) * 127.5).round().byte()  # noqa: E731
-    frames = torch.zeros(len(test_clips.keys), 25, 32, 32, 3, dtype=torch.uint8)
+    frames = torch.zeros(len(heldout_clips.keys), 25, 32, 32, 3, dtype=torch.uint8)
     rows, cols = roi_slices(32, BOX)
-    frames[:, :, rows, cols] = u8(to_float(test_clips.rois[:, 2:27])).permute(0, 1, 3, 4, 2)
-    m = judge_videos(j, {"real": frames.numpy()}, test_clips.mfcc, 2, test_clips.states)
+    frames[:, :, rows, cols] = u8(to_float(heldout_clips.rois[:, 2:27])).permute(0, 1, 3, 4, 2)
+    m = judge_videos(j, {"real": frames.numpy()}, heldout_clips.mfcc, 2, heldout_clips.states)
     for key in ("lse_d_real", "lse_c_real", "offset_real", "offset_zero_real", "lse_c_shuffled_audio",
                 "mouth_open_corr_real", "mouth_open_gain_real", "mouth_state_mae_real"):
         assert key in m, key
     assert m["lse_c_real"] > m["lse_c_shuffled_audio"]
 
 
-def test_reference_leak_reads_copied_and_ignored_references(judges, test_clips):
+def test_reference_leak_reads_copied_and_ignored_references(judges, heldout_clips):
     """A generator that pastes the reference's mouth into every frame leaks 1; one that ignores it, 0."""
     from davs.judges.scores import reference_leak
 
     j = judges[0]
     u8 = lambda x: ((x + 1) * 127.5).round().byte()  # noqa: E731
-    n = len(test_clips.keys)
+    n = len(heldout_clips.keys)
     rows, cols = roi_slices(32, BOX)
     frames = torch.zeros(n, 29, 32, 32, 3, dtype=torch.uint8)
-    frames[:, :, rows, cols] = u8(to_float(test_clips.rois)).permute(0, 1, 3, 4, 2)
-    widest = test_clips.states[:, :, 0].argmax(1)
+    frames[:, :, rows, cols] = u8(to_float(heldout_clips.rois)).permute(0, 1, 3, 4, 2)
+    widest = heldout_clips.states[:, :, 0].argmax(1)
     rest, opened = frames[:, 0], frames[torch.arange(n), widest]  # (N, H, W, 3)
     talk = frames.numpy()  # the mouth follows the words whatever the reference
     copied = opened[:, None].expand(-1, 29, -1, -1, -1).numpy()

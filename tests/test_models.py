@@ -8,7 +8,7 @@ import torch
 from davs.losses import contrastive_loss, domain_confusion_loss, frame_sync_loss, masked_l1, uniform_mse_loss
 from davs.models import DAVSConfig, build
 
-SMALL = DAVSConfig(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, num_words=7, num_ids=5, num_speakers=4,
+SMALL = DAVSConfig(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, num_words=7, num_ids=5,
                    window=3)
 
 
@@ -21,7 +21,7 @@ def _inputs(cfg: DAVSConfig, b: int = 2, t: int = 6):
 def test_component_shapes(cfg):
     m = build(cfg)
     # a component added to build() must be added here (and to the gradient test below)
-    assert set(m) == {"Ev_w", "Ea_w", "Ep", "Cw", "Cp", "D_domain", "Cw_p", "Cp_w", "Cs_w", "G", "D_temporal"}
+    assert set(m) == {"Ev_w", "Ea_w", "Ep", "Cw", "Cp", "D_domain", "Cw_p", "Cp_w", "G", "D_temporal"}
     frames, mfcc = _inputs(cfg)
     b, t = frames.shape[:2]
     v, a = m["Ev_w"](frames), m["Ea_w"](mfcc)
@@ -115,14 +115,16 @@ def test_conceal_cells_scale_with_the_face():
 
 
 def test_a_model_file_from_before_a_config_field_existed_reads_as_it_was_trained(tmp_path):
-    """A file written before ``gen_conceal`` existed was trained without it, whatever the default is now."""
+    """A file written before ``gen_conceal`` existed was trained without it, whatever the default is now; one
+    naming a retired field (``num_speakers``) reads without it."""
     from davs.checkpoint import CheckpointError, load_model, save_checkpoint
 
-    cfg = replace(SMALL, gen_conceal=False)
+    cfg = replace(SMALL, gen_conceal=False, identity_rank=0)
     old = {k: v for k, v in cfg.to_dict().items() if k not in DAVSConfig.LEGACY}  # written before those fields
     save_checkpoint(tmp_path / "old.pt", {"model_config": old, "stage": "gen", "nets": {}})
     assert load_model(tmp_path / "old.pt", cfg)["stage"] == "gen"
     assert DAVSConfig.from_dict(old) == cfg
+    assert DAVSConfig.from_dict({**old, "num_speakers": 12}) == cfg
     with pytest.raises(CheckpointError, match="gen_conceal: checkpoint False vs configured True"):
         load_model(tmp_path / "old.pt", replace(cfg, gen_conceal=True))
 
@@ -147,7 +149,7 @@ def test_every_parameter_gets_a_gradient():
     v, a = m["Ev_w"](frames), m["Ea_w"](mfcc)
     idf = m["Ep"](frames[:, 0])
     loss = (m["Cw"](v).sum() + m["Cw"](a).sum() + m["Cp"](idf.vector).sum() + m["D_domain"](v).sum()
-            + m["Cw_p"](m["Ep"].sequence(frames)).sum() + m["Cp_w"](v[:, 0]).sum() + m["Cs_w"](a[:, 0]).sum()
+            + m["Cw_p"](m["Ep"].sequence(frames)).sum() + m["Cp_w"](v[:, 0]).sum()
             + m["G"](idf.fmap, idf.skips, a[:, 0]).sum() + sum(m["D_temporal"](frames[:, :3], a[:, :3], True)).sum())
     loss.backward()
     for name, net in m.items():
@@ -262,13 +264,14 @@ def test_mouth_head_sees_only_the_mouth_cells_and_the_audio_order():
 
 
 def _stage_batch(cfg: DAVSConfig, b: int, t: int, ids: int) -> dict:
-    """A batch as the loaders yield it (davs/data/loader.py), random content."""
+    """A batch as the loaders yield it (davs/data/loader.py), random content, without the speaker labels the
+    corpus adds: real LRW has none, and no training step may read them."""
     g = torch.Generator().manual_seed(0)
     s = cfg.image_size
     lrw = {"frames": torch.randint(0, 256, (b, t, s, s, 3), dtype=torch.uint8, generator=g),
            "mfcc": torch.randn(b, t, cfg.mfcc_frames, cfg.mfcc_coeffs, generator=g),
            "mask": torch.ones(b, t, dtype=torch.bool), "label": torch.arange(b) % cfg.num_words,
-           "speaker": torch.arange(b) % max(1, cfg.num_speakers), "ref": torch.zeros(b, dtype=torch.long),
+           "ref": torch.zeros(b, dtype=torch.long),
            "start": torch.zeros(b, dtype=torch.long)}
     celeb = {"image": torch.randint(0, 256, (ids, s, s, 3), dtype=torch.uint8, generator=g),
              "label": torch.arange(ids) % cfg.num_ids}
@@ -283,7 +286,7 @@ def test_davs_size_stage_trains_a_step_on_cpu(stage):
     from davs.training.tasks import DisentTask, GenTask, JointTask
 
     torch.manual_seed(0)
-    cfg = replace(DAVSConfig.davs_size(num_words=4, num_ids=3), num_speakers=2)
+    cfg = replace(DAVSConfig.davs_size(num_words=4, num_ids=3), identity_rank=8)
     task = {"joint": JointTask, "disent": DisentTask, "gen": GenTask}[stage](cfg)
     task.train()
     opts = make_optimizers(task, LoopConfig(steps=1))

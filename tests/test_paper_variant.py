@@ -4,6 +4,7 @@ forms, and the three stages training, saving and loading with it (end to end in 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -184,9 +185,20 @@ def test_paper_variant_checks_its_params(tmp_path):
 
 
 def test_davs_variant_is_unchanged_by_the_paper_options():
-    """The default build is ours: the paper classes appear only with ``variant="paper"``."""
-    nets = build(DAVSConfig(image_size=32, feat_dim=16, width=4, gen_width=4, disc_width=4, num_words=3, num_ids=3))
+    """The default build is ours: no paper class appears, and the paper-only option (``dis_frames``, the frames
+    the paper's Cw_p reads) changes no network of ours: the same seed builds the same weights either way."""
+    cfg = DAVSConfig(image_size=32, feat_dim=16, width=4, gen_width=4, disc_width=4, num_words=3, num_ids=3)
+    torch.manual_seed(0)
+    nets = build(cfg)
     assert not any(type(m).__module__.startswith("davs.models.paper_") for m in nets.values())
+    torch.manual_seed(0)
+    other = build(replace(cfg, dis_frames=7))
+    for name, net in nets.items():
+        a, b = net.state_dict(), other[name].state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    torch.manual_seed(0)
+    paper = build(replace(cfg, variant="paper", gen_conceal=False))  # the switch itself does change them
+    assert type(paper["Ev_w"]).__module__ == "davs.models.paper_video_word_encoder"
 
 
 def test_paper_variant_talks_through_davs_generate_code(paper_models):

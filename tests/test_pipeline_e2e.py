@@ -17,32 +17,9 @@ import yaml
 
 from pipeline.flow import dvc_stages
 
-from .conftest import ROOT
+from .conftest import ROOT, TINY_PARAMS, _set
 
 pytestmark = pytest.mark.slow
-
-TINY_PARAMS = {
-    "synth.num_words": 3, "synth.speakers": 3, "synth.test_only_speakers": 1, "synth.train_per_word": 6,
-    "synth.val_per_word": 2, "synth.test_per_word": 3, "synth.msceleb_identities": 4, "synth.msceleb_images": 8,
-    "data.image_size": 32, "ingest.min_shards": 2, "ingest.shard_max_samples": 8,
-    "ingest.msceleb_min_per_identity": 5, "ingest.msceleb_test_per_identity": 2,
-    "model.feat_dim": 32, "model.width": 8, "model.gen_width": 8, "model.disc_width": 8, "model.window": 3,
-    "joint.steps": 4, "disent.steps": 3, "gen.steps": 3, "joint.batch_size": 4, "disent.batch_size": 4,
-    "gen.batch_size": 4, "joint.id_batch_size": 8, "disent.id_batch_size": 8,
-    "joint.num_workers": 0, "disent.num_workers": 0, "gen.num_workers": 0,
-    "eval.batch_size": 4, "eval.num_samples": 1,
-    "synth.workers": 1, "ingest.workers": 1,  # in process: worker pools are tested in test_faults / test_ingest
-    "judges.width": 8, "judges.embed_dim": 16, "judges.mouth_steps": 5, "judges.sync_steps": 5, "judges.sync_batch": 8,
-}
-
-
-def _set(raw: dict, dotted: str, value) -> None:
-    node = raw
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-        node = node[p]
-    node[leaf] = value
-
 
 def run(cmd: list[str], cwd: Path, env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
     r = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)

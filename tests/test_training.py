@@ -27,7 +27,14 @@ def test_stages_write_models_that_load_weights_only(trained):
         ck = torch.load(out / f"{stage}.pt", weights_only=True)
         assert ck["stage"] == stage and ck["model_config"] == cfg.to_dict()
     assert {"Ev_w", "Ea_w", "Ep", "Cw", "Cp", "D_domain"} <= set(load_model(out / "joint.pt")["nets"])
-    assert {"Cw_p", "Cp_w", "Cs_w"} <= set(load_model(out / "disent.pt")["nets"])  # the corpus names speakers
+    disent = load_model(out / "disent.pt")
+    assert {"Cw_p", "Cp_w"} <= set(disent["nets"]) and "Cs_w" not in disent["nets"]  # no speaker adversary
+    for enc in ("Ev_w", "Ea_w"):  # the identity subspace was fitted after the adversarial steps and is kept
+        basis = disent["nets"][enc]["nuisance.basis"]
+        assert basis.shape == (cfg.feat_dim, cfg.identity_rank)
+        assert torch.allclose(basis.T @ basis, torch.eye(cfg.identity_rank), atol=1e-4)
+        assert torch.equal(load_model(out / "gen.pt")["nets"][enc]["nuisance.basis"], basis)  # gen keeps it
+    assert m2["identity/fit_clips"] > 0 and "head/val/acc/word_video" in m2
     assert {"G", "D_temporal"} <= set(load_model(out / "gen.pt")["nets"])
     assert "val/acc/word_audio" in m1 and "val/acc/dis_word_from_id" in m2 and "val/l1_copy_ref" in m3
     assert all(math.isfinite(v) for m in (m1, m2, m3) for v in m.values())
@@ -48,7 +55,8 @@ def test_disent_starts_from_joint_encoders(trained):
 
 def test_disent_loads_the_encoders_it_is_given(trained, shards, tmp_path):
     """Mark joint's encoders (+0.5 on every weight), train disent one step from the marked file: its encoders
-    are the marked ones (a fresh or seeded init, which a few tiny joint steps barely leave, would not be)."""
+    are the marked ones (a fresh or seeded init, which a few tiny joint steps barely leave, would not be). The
+    identity subspace (``nuisance.*``) is not compared: disent fits it anew."""
     from davs.checkpoint import save_checkpoint
 
     out, cfg, *_ = trained
@@ -61,7 +69,8 @@ def test_disent_loads_the_encoders_it_is_given(trained, shards, tmp_path):
                DisentHParams(lr=1e-6), tmp_path / "marked.pt", tmp_path / "disent.pt", CPU)
     d = load_model(tmp_path / "disent.pt")["nets"]
     for name in ("Ev_w", "Ea_w", "Ep"):
-        keys = [k for k, v in d[name].items() if v.is_floating_point() and "running" not in k]
+        keys = [k for k, v in d[name].items() if v.is_floating_point() and "running" not in k
+                and not k.startswith("nuisance.")]
         to_marked = max(float((d[name][k] - ck["nets"][name][k]).abs().max()) for k in keys)
         assert to_marked < 0.05, (name, to_marked)  # 0.5 away had it not loaded them
 
@@ -232,12 +241,27 @@ def test_nan_guard_stops_the_run(shards, tmp_path, monkeypatch):
         run_joint(data, cfg, LoopConfig(steps=2, val_every=100), JointHParams(), tmp_path / "x.pt", CPU)
 
 
-def test_bf16_autocast_step_runs_on_cpu(shards, tmp_path):
+@pytest.mark.parametrize("amp_on_cpu", [True, False])
+def test_bf16_autocast_step_runs_on_cpu(shards, tmp_path, monkeypatch, amp_on_cpu):
+    """With amp on a CPU that has bf16 units, the training steps' convolutions run in bf16 (and the losses stay
+    finite); without, in fp32. The dtypes are read from the convolutions themselves, so a loop that never
+    enters autocast fails."""
+    seen: set[torch.dtype] = set()
+    conv = torch.nn.Conv2d.forward
+
+    def recording(self, x):
+        out = conv(self, x)
+        if self.training:
+            seen.add(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Conv2d, "forward", recording)
     data = _data(shards)
     cfg = model_config_for(data, **SIZES)
-    loop = LoopConfig(steps=2, val_every=100, amp=True, amp_on_cpu=True)
+    loop = LoopConfig(steps=2, val_every=100, amp=True, amp_on_cpu=amp_on_cpu)
     metrics = run_joint(data, cfg, loop, JointHParams(), tmp_path / "amp.pt", CPU)
     assert all(math.isfinite(v) for v in metrics.values())
+    assert seen == ({torch.bfloat16} if amp_on_cpu else {torch.float32})
 
 
 def test_dis_classifiers_take_several_updates_on_a_feature_memory(trained, shards, tmp_path, monkeypatch):

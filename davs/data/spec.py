@@ -29,8 +29,7 @@ def model_config_for(data: DataSpec, **sizes: Any) -> DAVSConfig:
     """A DAVSConfig whose class counts come from the shards (vocab.json, identities.json)."""
     vocab = json.loads((Path(data.lrw_dir) / "vocab.json").read_text())
     ids = json.loads((Path(data.celeb_dir) / "identities.json").read_text())["mids"]
-    return DAVSConfig(num_words=len(vocab["words"]), num_ids=len(ids), num_speakers=len(vocab.get("speakers", [])),
-                      **sizes)
+    return DAVSConfig(num_words=len(vocab["words"]), num_ids=len(ids), **sizes)
 
 
 def eval_loaders(data: DataSpec, window: int, split: str, streams: tuple[str, ...]) -> dict[str, Any]:

@@ -39,15 +39,15 @@ def build(cfg: DAVSConfig, parts: tuple[str, ...] | None = None) -> dict:
         return _build_paper(cfg, parts)
     ep = lambda: IdentityEncoder(cfg.image_size, cfg.width, cfg.feat_dim)  # noqa: E731
     makers = {
-        "Ev_w": lambda: VideoWordEncoder(cfg.image_size, cfg.width, cfg.feat_dim, cfg.mouth_box),
-        "Ea_w": lambda: AudioWordEncoder(cfg.mfcc_frames, cfg.mfcc_coeffs, cfg.width, cfg.feat_dim),
+        "Ev_w": lambda: VideoWordEncoder(cfg.image_size, cfg.width, cfg.feat_dim, cfg.mouth_box, cfg.identity_rank),
+        "Ea_w": lambda: AudioWordEncoder(cfg.mfcc_frames, cfg.mfcc_coeffs, cfg.width, cfg.feat_dim,
+                                         cfg.identity_rank),
         "Ep": ep,
         "Cw": lambda: WordClassifier(cfg.feat_dim, cfg.num_words),
         "Cp": lambda: IdentityClassifier(cfg.feat_dim, cfg.num_ids),
         "D_domain": lambda: DomainDiscriminator(cfg.feat_dim),
         "Cw_p": lambda: WordFromIdentity(cfg.feat_dim, cfg.num_words),
         "Cp_w": lambda: IdentityFromWord(cfg.feat_dim, cfg.num_ids),
-        "Cs_w": lambda: IdentityFromWord(cfg.feat_dim, max(1, cfg.num_speakers)),
         "G": lambda: (lambda e: Generator(e.out_channels, e.skip_channels, cfg.feat_dim, cfg.gen_width,
                                                 e.fmap_size,
                                                 conceal_box=cfg.mouth_box if cfg.gen_conceal else None))(ep()),
@@ -62,9 +62,9 @@ def build(cfg: DAVSConfig, parts: tuple[str, ...] | None = None) -> dict:
 
 
 def _build_paper(cfg: DAVSConfig, parts: tuple[str, ...] | None) -> dict:
-    names = parts or ("Ev_w", "Ea_w", "Ep", "Cw", "Cp", "D_domain", "Cw_p", "Cp_w", "Cs_w", "G", "D_temporal")
+    names = parts or ("Ev_w", "Ea_w", "Ep", "Cw", "Cp", "D_domain", "Cw_p", "Cp_w", "G", "D_temporal")
     paper = {
-        "Ev_w": lambda: FanVideoWordEncoder(cfg.image_size, cfg.width, cfg.feat_dim),
+        "Ev_w": lambda: FanVideoWordEncoder(cfg.image_size, cfg.width, cfg.feat_dim, identity_rank=cfg.identity_rank),
         "Ep": lambda: PaperIdentityEncoder(cfg.image_size, cfg.width, cfg.feat_dim),
         "Cw_p": lambda: WordFromIdentityMaps(2 * cfg.width, cfg.image_size // 4, cfg.num_words, cfg.dis_frames),
         "G": lambda: PaperGenerator(cfg.image_size, cfg.feat_dim, cfg.gen_width, 5 * cfg.width),

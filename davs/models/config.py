@@ -16,7 +16,6 @@ class DAVSConfig:
     disc_width: int = 16  # discriminator base channels
     num_words: int = 500  # word classes (LRW: 500)
     num_ids: int = 1000  # identity classes (MS-Celeb subset)
-    num_speakers: int = 0  # LRW-side speaker labels, when the data has them (embedded corpus); 0 = none
     mfcc_frames: int = 20
     mfcc_coeffs: int = 12
     mfcc_recipe: str = "torchaudio"  # how the audio was featurised (davs.data.features): inference must match
@@ -25,15 +24,18 @@ class DAVSConfig:
     audio_conditioned_disc: bool = True
     variant: str = "davs"  # "davs" (ours) or "paper" (the official DAVS's networks: see build())
     dis_frames: int = 20  # paper variant: consecutive frames the word-from-identity classifier reads (official 20)
+    identity_rank: int = 24  # directions of identity the word encoders' last layer removes (davs.models.identity_nuisance)
     gen_conceal: bool = True  # G's reference has its mouth box concealed: G draws every mouth (davs.models.generator)
 
     # the fields the encoders and classifiers depend on (what disent / gen must share with joint)
-    ENCODER_FIELDS = ("image_size", "feat_dim", "width", "num_words", "num_ids", "num_speakers", "mfcc_frames",
-                      "mfcc_coeffs", "mfcc_recipe", "mouth_box", "variant")
+    ENCODER_FIELDS = ("image_size", "feat_dim", "width", "num_words", "num_ids", "mfcc_frames", "mfcc_coeffs",
+                      "mfcc_recipe", "mouth_box", "variant", "identity_rank")
     VARIANTS = ("davs", "paper")
     # fields added after model files were first written, with the value every earlier file was trained with:
     # a file that does not name a field is read with this value, not the current default
-    LEGACY = {"variant": "davs", "dis_frames": 20, "gen_conceal": False}
+    LEGACY = {"variant": "davs", "dis_frames": 20, "gen_conceal": False, "identity_rank": 0}
+    # fields earlier files name that no network depends on any more (num_speakers: training reads no speakers)
+    RETIRED = ("num_speakers",)
 
     def __post_init__(self) -> None:
         if self.variant not in self.VARIANTS:
@@ -58,4 +60,5 @@ class DAVSConfig:
 
     @staticmethod
     def from_dict(d: dict) -> DAVSConfig:
-        return DAVSConfig(**{**DAVSConfig.LEGACY, **d, "mouth_box": tuple(d["mouth_box"])})
+        kept = {k: v for k, v in d.items() if k not in DAVSConfig.RETIRED}
+        return DAVSConfig(**{**DAVSConfig.LEGACY, **kept, "mouth_box": tuple(d["mouth_box"])})

@@ -20,8 +20,7 @@ class WordFromIdentity(TemporalClassifier):
 class IdentityFromWord(nn.Module):
     """Cp_w: (N, D) word features of a face (or their mean over a clip) -> (N, num_ids) logits.
 
-    Built twice by the disentanglement stage: on MS-Celeb identities (word features of still faces) and,
-    where the LRW-side data names its speakers, on speakers (clip-pooled audio and video word features).
+    The disentanglement stage trains it on MS-Celeb identities (word features of still faces).
 
     The input is standardised per feature (BatchNorm without affine parameters): otherwise the encoder
     can hide identity in low-variance directions that an MLP trained with Adam on raw features barely

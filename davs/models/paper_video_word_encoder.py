@@ -1,7 +1,7 @@
 """Ev_w of the official DAVS (``network/FAN_feature_extractor.py``): a one-hourglass face alignment
 network (FAN, Bulat & Tzimiropoulos, ICCV 2017) over the *whole* face, whose 68 landmark-like heatmaps at
 1/4 of the face are reduced by a stride-2 convolution to one map and projected to the word feature, one per
-frame. Channels scale with ``width`` (official: 64, 128, 256 at ``width=32``); the hourglass has depth 4
+frame (then, as in ours, the identity subspace removed: :mod:`davs.models.identity_nuisance`). Channels scale with ``width`` (official: 64, 128, 256 at ``width=32``); the hourglass has depth 4
 (fewer on faces too small to halve four times below 1/4).
 """
 
@@ -12,6 +12,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from davs.models.identity_nuisance import IdentityNuisance
 
 
 class FanBlock(nn.Module):
@@ -52,7 +54,8 @@ class HourGlass(nn.Module):
 class FanVideoWordEncoder(nn.Module):
     """(B, T, 3, S, S) faces -> FAN heatmaps (68 at S/4) -> stride-2 conv to one map -> linear -> (B, T, D)."""
 
-    def __init__(self, image_size: int = 256, width: int = 32, feat_dim: int = 256, heatmaps: int = 68) -> None:
+    def __init__(self, image_size: int = 256, width: int = 32, feat_dim: int = 256, heatmaps: int = 68,
+                 identity_rank: int = 0) -> None:
         super().__init__()
         w = 2 * width  # the official 64
         self.stem = nn.Sequential(nn.Conv2d(3, w, 7, 2, 3), nn.BatchNorm2d(w), nn.ReLU(inplace=True))
@@ -65,9 +68,14 @@ class FanVideoWordEncoder(nn.Module):
                                     nn.ReLU(inplace=True))
         side = (image_size // 4 + 1) // 2
         self.fc = nn.Linear(side * side, feat_dim)
+        self.nuisance = IdentityNuisance(feat_dim, identity_rank)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """frames (B, T, 3, S, S) in [-1, 1] -> (B, T, D). A still image is T = 1."""
+        """frames (B, T, 3, S, S) in [-1, 1] -> (B, T, D) word features. A still image is T = 1."""
+        return self.nuisance(self.features(frames))
+
+    def features(self, frames: torch.Tensor) -> torch.Tensor:
+        """The features before the identity subspace is removed, (B, T, D)."""
         b, t = frames.shape[:2]
         x = self.stem(frames.flatten(0, 1))  # (B*T, w, S/2, S/2)
         x = F.max_pool2d(self.conv2(x), 2)  # (B*T, 2w, S/4, S/4)

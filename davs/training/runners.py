@@ -7,9 +7,10 @@ stage's model file ``{"model_config", "stage", "nets": {component: state_dict}}`
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from davs.data.spec import DataSpec, eval_loaders
 from davs.models import DAVSConfig
 from davs.provenance import code_hash, file_hash, shards_hash
 from davs.training import distributed as D
+from davs.training.identity_fit import fit_identity_nuisance
 from davs.training.loop import Callback, LoopConfig, Stream, train
 from davs.training.tasks import DisentHParams, DisentTask, GenHParams, GenTask, JointHParams, JointTask
+from davs.training.tasks.word_head import WordHeadHParams, WordHeadTask
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +59,7 @@ def save_model(path: str | Path, task: Any, cfg: DAVSConfig, stage: str, metrics
 
 def _run(make_task: Callable[[], Any], stage: str, data: DataSpec, cfg: DAVSConfig, loop: LoopConfig,
          out: str | Path, device: torch.device, callback: Callback | None, init: str | Path | None,
-         init_parts: tuple[str, ...]) -> dict:
+         init_parts: tuple[str, ...], finish: Callable[[Any], dict] | None = None) -> dict:
     torch.manual_seed(loop.seed)  # the initial weights (the loop seeds again for data order and dropout)
     task = make_task()
     if init:
@@ -65,6 +68,8 @@ def _run(make_task: Callable[[], Any], stage: str, data: DataSpec, cfg: DAVSConf
     streams = train_streams(task.streams, data, cfg.window)
     val = eval_loaders(data, cfg.window, "val", task.streams)
     metrics = train(task, streams, loop, device, val_streams=val, callback=callback)
+    if finish is not None:
+        metrics |= finish(task)
     if D.is_main():
         save_model(out, task, cfg, stage, metrics)
     return metrics
@@ -92,7 +97,34 @@ def run_joint(data: DataSpec, cfg: DAVSConfig, loop: LoopConfig, w: JointHParams
 
 def run_disent(data: DataSpec, cfg: DAVSConfig, loop: LoopConfig, w: DisentHParams, init: str | Path, out: str | Path,
                device: torch.device, callback: Callback | None = None) -> dict:
-    return _run(lambda: DisentTask(cfg, w), "disent", data, cfg, loop, out, device, callback, init, DisentTask.ENCODERS)
+    """The adversarial steps; then, with ``cfg.identity_rank``, the identity subspace removed from the word
+    encoders and Cw refitted on what is left (its own resumable loop, ``<checkpoint>.head``)."""
+    def finish(task: DisentTask) -> dict:
+        return remove_identity(task, data, cfg, loop, w, init, device) if cfg.identity_rank else {}
+
+    return _run(lambda: DisentTask(cfg, w), "disent", data, cfg, loop, out, device, callback, init, DisentTask.ENCODERS,
+                finish)
+
+
+def remove_identity(task: DisentTask, data: DataSpec, cfg: DAVSConfig, loop: LoopConfig, w: DisentHParams,
+                    init: str | Path, device: torch.device) -> dict:
+    train_lrw = eval_loaders(data, cfg.window, "train", ("lrw",))["lrw"]()
+    metrics = fit_identity_nuisance(task.nets, train_lrw, device, cfg.identity_rank, w.identity_ridge, w.identity_clips)
+    if w.head_steps == 0:
+        return metrics
+    head = WordHeadTask(cfg, WordHeadHParams(lr=w.head_lr, margin=w.margin, contrastive_form=w.contrastive_form,
+                                             frame_sync=w.frame_sync))
+    head.load_parts(task.export(), WordHeadTask.PARTS)
+    hloop = replace(loop, steps=w.head_steps, checkpoint=f"{loop.checkpoint}.head" if loop.checkpoint else None,
+                    val_every=w.head_steps + 1)
+    hloop.fingerprint = {**run_fingerprint("disent-head", data, cfg, loop, w, init),
+                         "subspace": hashlib.sha256(b"".join(b.cpu().numpy().tobytes() for k in WordHeadTask.FROZEN
+                                                             for b in task.nets[k].nuisance.buffers())).hexdigest()}
+    head_metrics = train(head, train_streams(head.streams, data, cfg.window), hloop, device,
+                         val_streams=eval_loaders(data, cfg.window, "val", head.streams))
+    for k in WordHeadTask.PARTS:  # Cw and the encoders' last linear maps, trained; the rest as it was
+        task.nets[k].load_state_dict(head.nets[k].state_dict())
+    return metrics | {f"head/{k}": v for k, v in head_metrics.items()}
 
 
 def run_gen(data: DataSpec, cfg: DAVSConfig, loop: LoopConfig, w: GenHParams, init: str | Path, out: str | Path,

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from davs.losses import uniform_mse_loss
+from davs.losses.ridge_adversary import fit_ridge_probe, pseudo_speakers, ridge_leakage_loss
 from davs.models import DAVSConfig
 from davs.tensors import masked_mean, to_images
 from davs.training.tasks.base import ENCODERS, DAVSTask, accuracy
@@ -28,43 +29,56 @@ class DisentHParams:
     frame_sync: float = 0.5  # the joint stage's weight, kept
     dis_steps: int = 3  # dis-classifier updates per encoder update
     dis_memory: int = 8  # the dis-classifiers train on the features of the last dis_memory steps
+    identity_ridge: float = 0.02  # the identity subspace's reduced-rank regression (davs.models.identity_nuisance)
+    identity_clips: int = 4000  # ... fitted on this many training clips, after the last step
+    head_steps: int = 200  # then Cw refitted for this many steps on the features with the subspace removed
+    head_lr: float = 2e-3
+    clip_id: float = 0.0  # weight of the label-free adversary: the clip's identity read from its word features
+    clip_id_memory: int = 64  # ... by a ridge regression on the pooled features of the last clip_id_memory steps
+    clip_id_ridge: float = 1.0  # ... (ridge relative to the standardised features' unit variance)
+    clip_id_clusters: int = 0  # ... regressing k-means pseudo-speakers of the identity vectors (0: the vectors)
 
 
 class DisentTask(DAVSTask):
     """Stage 2: adversarial disentanglement in both directions.
 
     ``dis`` trains Cw_p (word from identity features, on LRW clips) and Cp_w (identity from word
-    features, on MS-Celeb faces) with cross-entropy on true labels, the encoders frozen; where the LRW
-    side names its speakers (``num_speakers > 0``), Cs_w also reads the speaker from clip-pooled audio and
-    video word features. ``enc`` trains the encoders so every dis-classifier's softmax is uniform
-    (MSE to 1/N), keeping the stage-1 losses.
+    features, on MS-Celeb faces) with cross-entropy on true labels, the encoders frozen. ``enc`` trains the
+    encoders so every dis-classifier's softmax is uniform (MSE to 1/N), keeping the stage-1 losses. No step
+    reads a speaker label: real LRW has none, and the corpus's are for evaluation only. What a speaker's
+    clips share in word-feature space is removed after the last step instead, label-free
+    (:func:`davs.training.runners.remove_identity`); optionally (``clip_id > 0``) the encoders are also
+    trained against a closed-form ridge adversary that reads the clip's own identity vectors from its
+    pooled word features (:mod:`davs.losses.ridge_adversary`).
 
     An adversary that lags the encoder is fooled by small moves of the features without the
     information going away; so the dis-classifiers take ``dis_steps`` updates per encoder update, on
     the detached features of the last ``dis_memory`` steps (a FIFO memory, newest first), to stay close
-    to the best classifier of the current features. The memory travels in the task's checkpoint
+    to the best classifier of the current features. The memories travel in the task's checkpoint
     (``get_extra_state``), so a resumed run continues exactly as an uninterrupted one.
     """
 
     phases = ("enc", "dis")
     streams = ("lrw", "celeb")
-    conditional_losses = ("loss/uniform_speaker_from_word", "loss/dis_speaker_from_word")  # batches with speakers
     ENCODERS = ENCODERS
+    dis = ("Cw_p", "Cp_w")
 
     def __init__(self, cfg: DAVSConfig, w: DisentHParams = DisentHParams()) -> None:
-        self.dis = ("Cw_p", "Cp_w", "Cs_w") if cfg.num_speakers > 0 else ("Cw_p", "Cp_w")
         super().__init__(cfg, (*self.ENCODERS, *self.dis))
         self.w = w
         self.memory: deque[dict[str, torch.Tensor]] = deque(maxlen=max(1, w.dis_memory))
+        self.id_memory: deque[dict[str, torch.Tensor]] = deque(maxlen=max(1, w.clip_id_memory))
 
     def phase_repeats(self, phase: str) -> int:
         return max(1, self.w.dis_steps) if phase == "dis" else 1
 
     def get_extra_state(self) -> dict[str, list[dict[str, torch.Tensor]]]:
-        return {"memory": list(self.memory)}  # plain lists and tensors: loadable with weights_only=True
+        # plain lists and tensors: loadable with weights_only=True
+        return {"memory": list(self.memory), "id_memory": list(self.id_memory)}
 
     def set_extra_state(self, state: dict[str, list[dict[str, torch.Tensor]]]) -> None:
         self.memory = deque(state["memory"], maxlen=self.memory.maxlen)
+        self.id_memory = deque(state["id_memory"], maxlen=self.id_memory.maxlen)
 
     def phase_params(self, phase: str) -> list[nn.Parameter]:
         names = self.ENCODERS if phase == "enc" else self.dis
@@ -76,10 +90,10 @@ class DisentTask(DAVSTask):
     def loss_weights(self) -> dict[str, float]:
         k = self.w.keep
         return {"loss/uniform_word_from_id": self.w.uniform, "loss/uniform_id_from_word": self.w.uniform,
-                "loss/uniform_speaker_from_word": self.w.uniform,
+                "loss/clip_id_from_video_word": self.w.clip_id, "loss/clip_id_from_audio_word": self.w.clip_id,
                 "loss/word_video": k, "loss/word_audio": k, "loss/contrastive": k,
                 "loss/frame_sync": k * self.w.frame_sync, "loss/identity": k,
-                "loss/dis_word_from_id": 1.0, "loss/dis_id_from_word": 1.0, "loss/dis_speaker_from_word": 1.0}
+                "loss/dis_word_from_id": 1.0, "loss/dis_id_from_word": 1.0}
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
         n, lrw, celeb = self.nets, self.batch["lrw"], self.batch["celeb"]
@@ -92,29 +106,40 @@ class DisentTask(DAVSTask):
             form = self.w.uniform_form
             out["loss/uniform_word_from_id"] = uniform_mse_loss(n["Cw_p"](id_seq, id_mask), form)
             out["loss/uniform_id_from_word"] = uniform_mse_loss(n["Cp_w"](word_img), form)
-            known = lrw["speaker"] >= 0
-            pooled = torch.cat([masked_mean(v, lrw["mask"])[known], masked_mean(a, lrw["mask"])[known]])  # (2K, D)
-            if "Cs_w" in n and len(pooled):
-                out["loss/uniform_speaker_from_word"] = uniform_mse_loss(n["Cs_w"](pooled), form)
+            if self.w.clip_id > 0:
+                out |= self._clip_id_losses(lrw, v, a, id_seq)
             self.memory.appendleft({
                 "id_seq": id_seq.detach(), "mask": id_mask, "word": lrw["label"], "word_img": word_img.detach(),
-                "celeb": celeb["label"], "pooled": pooled.detach(), "speaker": lrw["speaker"][known].repeat(2),
+                "celeb": celeb["label"],
             })
             return out
         m = {k: torch.cat([e[k] for e in self.memory]) for k in self.memory[0]}  # newest step first
         now = self.memory[0]
         lw, lp = n["Cw_p"](m["id_seq"], m["mask"]), n["Cp_w"](m["word_img"])
-        out = {  # losses over the memory; accuracies on this step's features
+        return {  # losses over the memory; accuracies on this step's features
             "loss/dis_word_from_id": F.cross_entropy(lw, m["word"]),
             "loss/dis_id_from_word": F.cross_entropy(lp, m["celeb"]),
             "acc/dis_word_from_id": accuracy(lw[: len(now["word"])], now["word"]).detach(),
             "acc/dis_id_from_word": accuracy(lp[: len(now["celeb"])], now["celeb"]).detach(),
         }
-        if "Cs_w" in n and len(m["pooled"]):
-            ls = n["Cs_w"](m["pooled"])
-            out["loss/dis_speaker_from_word"] = F.cross_entropy(ls, m["speaker"])
-            if len(now["speaker"]):
-                out["acc/dis_speaker_from_word"] = accuracy(ls[: len(now["speaker"])], now["speaker"]).detach()
+
+    def _clip_id_losses(self, lrw: dict, v: torch.Tensor, a: torch.Tensor,
+                        id_seq: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The label-free adversary, one per modality: a ridge probe fitted on the memory and this step's
+        detached features, then its prediction of this step's identities pushed to the mean
+        (see :mod:`davs.losses.ridge_adversary`)."""
+        ids = id_seq if self.cfg.variant != "paper" else self.nets["Ep"].sequence(to_images(lrw["frames"]))
+        pooled = {"video": masked_mean(v, lrw["mask"]), "audio": masked_mean(a, lrw["mask"])}  # (B, D) each
+        self.id_memory.appendleft({"id": ids.detach().float().mean(1),  # (B, E): the clip's identity
+                                   **{k: x.detach().float() for k, x in pooled.items()}})
+        ids = torch.cat([e["id"] for e in self.id_memory])
+        if self.w.clip_id_clusters > 0:
+            ids = pseudo_speakers(ids, self.w.clip_id_clusters)
+        out = {}
+        for k, x in pooled.items():
+            probe = fit_ridge_probe(torch.cat([e[k] for e in self.id_memory]), ids, self.w.clip_id_ridge)
+            out[f"loss/clip_id_from_{k}_word"] = ridge_leakage_loss(x, probe)
+            out[f"acc/clip_id_from_{k}_word_r2"] = probe.r2
         return out
 
     @torch.no_grad()

@@ -1,0 +1,128 @@
+"""Speaker-free word features without speaker labels (issue 27): one row per change, on the embedded corpus.
+
+Every row trains ``joint`` -> ``disent`` -> ``gen`` from scratch at the params' own budget and is scored as the
+eval stage scores (``pipeline.evaluate.measure``): the speaker read from word features by the evaluation's linear
+probes (fitted on val, scored on test, chance 1/10 of the probed speakers), word accuracy, the judges' LSE-C and
+openness r, the cross-speaker mouth probe (``davs.cross_speaker``) and each stage's time. No row's training reads a
+speaker label. Rows that share a stage's inputs share its run.
+
+    python experiments/speaker_free.py                  # every row
+    python experiments/speaker_free.py --rows default   # rows by the start of their name
+    python experiments/speaker_free.py --work data/sf   # keep (and resume from) the stage runs
+
+The params every row starts from: params.yaml as of commit ``PARAMS_REV`` (read from git), then the row's
+overrides. The ``before`` row is the pipeline as committed at ``BEFORE_REV`` (an adversary trained on the
+corpus's speaker labels): its metrics are read from that commit's ``reports/metrics.json``, and the cross-speaker
+measure is computed on its generator, read from this workspace's DVC cache (a workspace that ran that commit).
+
+Writes experiments/results/speaker_free.json (rows already there are kept, a rerun one replaced). Run from the
+repository root after ``dvc repro`` (it reads the shards and models/judges.pt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ablation import apply, base_params, train_row  # noqa: E402
+
+from davs.checkpoint import load_checkpoint  # noqa: E402
+from davs.cross_speaker import cross_speaker  # noqa: E402
+from davs.data.spec import eval_loaders  # noqa: E402
+from davs.models import load_nets  # noqa: E402
+from davs.provenance import environment  # noqa: E402
+from pipeline.evaluate import measure  # noqa: E402
+from pipeline.params import validate  # noqa: E402
+from pipeline.stages import data_spec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).parent / "results" / "speaker_free.json"
+PARAMS_REV = "HEAD"  # replaced by the commit that lands these rows
+BEFORE_REV = "28f3e88b9ce6a807a6cf94135221487545803b23"  # the pipeline with the speaker-label adversary Cs_w
+OFF = {"model.identity_rank": 0}
+ADVERSARY = {"disent.clip_id_weight": 10.0, "disent.clip_id_ridge": 0.01}
+ROWS: dict[str, dict] = {
+    "no speaker labels, nothing in their place": OFF,
+    "label-free ridge adversary: the clip's identity vectors": {**OFF, **ADVERSARY},
+    "label-free ridge adversary: 16 k-means pseudo-speakers": {**OFF, **ADVERSARY, "disent.clip_id_clusters": 16},
+    "identity subspace removed, rank 24 (the default)": {},
+}
+KEYS = ("leakage/identity_from_word_video", "leakage/identity_from_word_audio", "leakage/identity_from_word_msceleb",
+        "leakage/word_from_identity", "word_acc/audio_top1", "word_acc/video_top1", "judge/lse_c_audio",
+        "judge/lse_c_video", "judge/mouth_open_corr_audio", "judge/mouth_open_corr_video",
+        "cross/mouth_is_target_video", "cross/mouth_is_driver_video", "cross/mouth_is_target_audio",
+        "cross/mouth_is_driver_audio", "cross/mouth_probe_real", "cross/chance",
+        "time/joint_s", "time/disent_s", "time/gen_s")
+
+
+def before_row(dev: torch.device) -> dict:
+    """The ``BEFORE_REV`` pipeline: its committed metrics, and the cross-speaker measure on its generator."""
+    show = lambda rel: subprocess.run(["git", "show", f"{BEFORE_REV}:{rel}"], cwd=ROOT, check=True,  # noqa: E731
+                                      capture_output=True, text=True).stdout
+    metrics = json.loads(show("reports/metrics.json"))
+    lock = yaml.safe_load(show("dvc.lock"))
+    md5 = next(o["md5"] for o in lock["stages"]["gen"]["outs"] if o["path"] == "models/gen.pt")
+    cached = ROOT / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+    if not cached.exists():
+        raise SystemExit(f"the before row needs {BEFORE_REV[:7]}'s models/gen.pt in the DVC cache ({cached})")
+    nets = load_nets(load_checkpoint(cached), ("Ev_w", "Ea_w", "Ep", "G"), dev)
+    p = validate(base_params("params.yaml"), "params.yaml")
+    data = replace(data_spec(p, "joint"), batch_size=p.eval.batch_size, id_batch_size=p.eval.batch_size)
+    loaders = {s: eval_loaders(data, p.model.window, s, ("lrw",))["lrw"] for s in ("test", "val")}
+    cross = cross_speaker(nets, loaders["test"], loaders["val"], tuple(p.data.mouth_box), dev, p.eval.probe_c)
+    return {**{k: metrics[k] for k in KEYS if k in metrics}, **{f"cross/{k}": v for k, v in cross.items()}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rows", nargs="*", default=["before", *ROWS], help="rows by the start of their name")
+    ap.add_argument("--work", default=None, help="keep the stage runs here (default: a temporary directory)")
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(os.cpu_count() or 1)
+    dev = torch.device("cpu")
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    rows = {r["row"]: r for r in results.get("rows", [])}
+    base = base_params(f"{PARAMS_REV}:params.yaml")
+    commit = subprocess.run(["git", "rev-parse", PARAMS_REV], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        for start in args.rows:
+            if start == "before":
+                name, run = f"before: adversary on the corpus's speaker labels ({BEFORE_REV[:7]})", before_row(dev)
+            else:
+                hits = [n for n in ROWS if n.startswith(start)]
+                if len(hits) != 1:
+                    raise SystemExit(f"--rows {start!r}: matches {hits or 'no row'} (rows: before, {list(ROWS)})")
+                name = hits[0]
+                p, files, seconds = train_row(apply(base, ROWS[name]), work, dev)
+                m, _, _, _ = measure(p, dev, files)
+                run = {**{k: m[k] for k in KEYS if k in m}, **seconds}
+            rows[name] = {"row": name, **{k.split("/", 1)[1]: round(float(v), 4) for k, v in run.items()},
+                          "overrides": json.dumps(ROWS.get(name, {}))}
+            print(json.dumps(rows[name]), flush=True)
+            results = {"note": "One run per row (seed 0). Leakage: the speaker read from pooled word features by the "
+                               "eval's linear probes (chance 0.1 over the probed speakers); cross: the share of "
+                               "generated mouth frames a probe fitted on real val mouths calls the target (A) or "
+                               "the driver (B).",
+                       "commit": commit, "environment": environment(), "rows": list(rows.values())}
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

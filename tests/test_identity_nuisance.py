@@ -1,0 +1,92 @@
+"""The word encoders' identity-subspace removal (davs.models.identity_nuisance) and its fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from davs.evaluation import probe
+from davs.models.audio_word_encoder import AudioWordEncoder
+from davs.models.identity_nuisance import IdentityNuisance, IdentityStats
+from davs.models.video_word_encoder import VideoWordEncoder
+
+
+def _speakers_and_words(n: int = 1200, speakers: int = 6, words: int = 5, seed: int = 0):
+    """Pooled word features = a word part + a large speaker offset (through a random map) + noise; identity
+    vectors = a speaker embedding + noise. Word and speaker independent, as in the corpus."""
+    g = torch.Generator().manual_seed(seed)
+    spk, word = torch.randint(0, speakers, (n,), generator=g), torch.randint(0, words, (n,), generator=g)
+    emb = torch.randn(speakers, 10, generator=g)  # (S, E)
+    ids = emb[spk] + 0.3 * torch.randn(n, 10, generator=g)  # (N, E)
+    word_dirs = torch.randn(words, 32, generator=g)  # (W, D)
+    offsets = 4.0 * emb @ torch.randn(10, 32, generator=g)  # (S, D): speakers dominate the variance
+    feats = word_dirs[word] + offsets[spk] + 0.3 * torch.randn(n, 32, generator=g)  # (N, D)
+    return feats, ids, spk.numpy(), word.numpy()
+
+
+def test_rank_zero_is_the_identity_and_adds_no_keys():
+    layer = IdentityNuisance(16, 0)
+    x = torch.randn(2, 3, 16)
+    assert layer(x) is x and not layer.state_dict()
+    # model files written before the layer existed load into encoders of rank 0
+    assert not [k for k in VideoWordEncoder(32, 8, 16).state_dict() if k.startswith("nuisance.")]
+    assert not [k for k in AudioWordEncoder(width=8, feat_dim=16).state_dict() if k.startswith("nuisance.")]
+    assert {"nuisance.mean", "nuisance.basis", "nuisance.scale"} <= set(AudioWordEncoder(width=8, feat_dim=16,
+                                                                                         identity_rank=2).state_dict())
+
+
+def test_removal_makes_speakers_unreadable_and_keeps_words():
+    feats, ids, spk, word = _speakers_and_words()
+    stats = IdentityStats()
+    stats.add(feats[:800], ids[:800])  # fitted on one part, probed on the rest
+    layer = IdentityNuisance(32, 6)
+    mean, basis = stats.subspace(6, 0.02)
+    layer.set(mean, basis)
+    out = layer(feats).detach()
+    fit, ev = slice(800, 1000), slice(1000, 1200)
+    before = probe(feats[fit].numpy(), spk[fit], feats[ev].numpy(), spk[ev], 1.0)
+    after = probe(out[fit].numpy(), spk[fit], out[ev].numpy(), spk[ev], 1.0)
+    assert before > 0.95 and after < 0.35, (before, after)  # chance 1/6
+    assert probe(out[fit].numpy(), word[fit], out[ev].numpy(), word[ev], 1.0) > 0.9
+    # speaker means equal after removal, up to noise
+    m = np.stack([out[800:][spk[800:] == s].mean(0).numpy() for s in range(6)])
+    m0 = np.stack([feats[800:][spk[800:] == s].mean(0).numpy() for s in range(6)])
+    assert m.std(0).sum() < 0.05 * m0.std(0).sum()
+
+
+def test_scale_gives_back_the_variance():
+    feats, ids, *_ = _speakers_and_words()
+    stats = IdentityStats()
+    stats.add(feats, ids)
+    mean, basis = stats.subspace(6, 0.02)
+    g = feats - mean
+    removed = float((g @ basis).pow(2).sum() / g.pow(2).sum())
+    assert removed > 0.9  # the planted speaker offsets dominate
+    layer = IdentityNuisance(32, 6)
+    layer.set(mean, basis, (1 / (1 - removed)) ** 0.5)
+    assert float(layer(feats).detach().var(0).sum()) == pytest.approx(float(feats.var(0).sum()), rel=1e-3)
+    assert torch.allclose(layer(feats).detach().mean(0), torch.zeros(32), atol=1e-4)  # centred
+
+
+def test_streamed_sums_equal_one_pass():
+    feats, ids, *_ = _speakers_and_words(n=300)
+    one, chunks = IdentityStats(), IdentityStats()
+    one.add(feats, ids)
+    for lo in range(0, 300, 70):
+        chunks.add(feats[lo:lo + 70], ids[lo:lo + 70])
+    (m1, b1), (m2, b2) = one.subspace(4, 0.02), chunks.subspace(4, 0.02)
+    assert torch.allclose(m1, m2, atol=1e-5)
+    assert torch.allclose(b1 @ b1.T, b2 @ b2.T, atol=1e-4)  # the same subspace (a basis's signs may differ)
+    assert torch.allclose(b1.T @ b1, torch.eye(4), atol=1e-5)
+
+
+def test_layer_is_per_frame_and_rejects_a_wrong_basis():
+    layer = IdentityNuisance(8, 2)
+    layer.set(torch.randn(8), torch.linalg.qr(torch.randn(8, 2)).Q, 1.5)
+    x = torch.randn(3, 5, 8)
+    assert torch.allclose(layer(x)[:, 2:4].detach(), layer(x[:, 2:4]).detach())  # chunked streams see the same features
+    with pytest.raises(ValueError, match="expected"):
+        layer.set(torch.zeros(8), torch.zeros(8, 3))
+    with pytest.raises(ValueError, match="at least 2 clips"):
+        IdentityStats().subspace(2, 0.02)
