@@ -48,15 +48,13 @@ from pipeline.stages import data_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results" / "speaker_free.json"
-PARAMS_REV = "HEAD"  # replaced by the commit that lands these rows
+PARAMS_REV = "c299132"  # params.yaml of the commit these rows were measured on
 BEFORE_REV = "28f3e88b9ce6a807a6cf94135221487545803b23"  # the pipeline with the speaker-label adversary Cs_w
-OFF = {"model.identity_rank": 0}
-ADVERSARY = {"disent.clip_id_weight": 10.0, "disent.clip_id_ridge": 0.01}
+ADVERSARY = {"disent.clip_id_weight": 10.0, "disent.clip_id_ridge": 0.01, "disent.clip_id_clusters": 16}
 ROWS: dict[str, dict] = {
-    "no speaker labels, nothing in their place": OFF,
-    "label-free ridge adversary: the clip's identity vectors": {**OFF, **ADVERSARY},
-    "label-free ridge adversary: 16 k-means pseudo-speakers": {**OFF, **ADVERSARY, "disent.clip_id_clusters": 16},
-    "identity subspace removed, rank 24 (the default)": {},
+    "no speaker labels, nothing in their place (the default)": {},
+    "label-free ridge adversary on 16 k-means pseudo-speakers": ADVERSARY,
+    "identity subspace removed, rank 24": {"model.identity_rank": 24},
 }
 KEYS = ("leakage/identity_from_word_video", "leakage/identity_from_word_audio", "leakage/identity_from_word_msceleb",
         "leakage/word_from_identity", "word_acc/audio_top1", "word_acc/video_top1", "judge/lse_c_audio",

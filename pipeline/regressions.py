@@ -9,8 +9,6 @@ the same judges), with one fault put into the trained models:
 - ``broken MFCC``: the audio word encoder reads MFCC windows with their coefficients in reverse order (an
   inference-time feature recipe that drifted from the one the encoders were trained on);
 - ``copy the reference``: G returns its reference frame unchanged;
-- ``speaker directions kept``: both word encoders skip their last layer, which removes the identity
-  subspace (``model.identity_rank``), and output their features before it;
 - ``L1-only generator``: gen retrained from ``models/disent.pt`` with the temporal and sync GAN weights at 0.
 
 ``tests/test_gates.py`` checks that each fails at least one gate of ``.ci/gates.yaml`` and that every
@@ -67,17 +65,6 @@ class _ReversedCoefficients(nn.Module):
         return self.enc(mfcc.flip(-1))  # (B, T, frames, coeffs), coefficients last
 
 
-class _SpeakerKept(nn.Module):
-    """A word encoder without its identity-subspace removal: its features before the last layer."""
-
-    def __init__(self, enc: nn.Module) -> None:
-        super().__init__()
-        self.enc = enc
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.enc.features(x)  # (B, T, D)
-
-
 class _CopyReference(nn.Module):
     """A generator that returns its reference (skips[0]) as every frame, mask 1 (all copied)."""
 
@@ -124,7 +111,6 @@ FAULTS: dict[str, Callable[[dict[str, nn.Module]], None]] = {
     "zeroed word features": _both(_wrap("Ea_w", _Zeroed), _wrap("Ev_w", _Zeroed)),
     "broken MFCC": _wrap("Ea_w", _ReversedCoefficients),
     "copy the reference": _copy_g,
-    "speaker directions kept": _both(_wrap("Ea_w", _SpeakerKept), _wrap("Ev_w", _SpeakerKept)),
 }
 
 

@@ -24,7 +24,7 @@ class DAVSConfig:
     audio_conditioned_disc: bool = True
     variant: str = "davs"  # "davs" (ours) or "paper" (the official DAVS's networks: see build())
     dis_frames: int = 20  # paper variant: consecutive frames the word-from-identity classifier reads (official 20)
-    identity_rank: int = 24  # directions of identity the word encoders' last layer removes (davs.models.identity_nuisance)
+    identity_rank: int = 0  # directions of identity the word encoders' last layer removes (davs.models.identity_nuisance)
     gen_conceal: bool = True  # G's reference has its mouth box concealed: G draws every mouth (davs.models.generator)
 
     # the fields the encoders and classifiers depend on (what disent / gen must share with joint)
