@@ -11,9 +11,11 @@ speaker label. Rows that share a stage's inputs share its run.
     python experiments/speaker_free.py --work data/sf   # keep (and resume from) the stage runs
 
 The params every row starts from: params.yaml as of commit ``PARAMS_REV`` (read from git), then the row's
-overrides. The ``before`` row is the pipeline as committed at ``BEFORE_REV`` (an adversary trained on the
-corpus's speaker labels): its metrics are read from that commit's ``reports/metrics.json``, and the cross-speaker
-measure is computed on its generator, read from this workspace's DVC cache (a workspace that ran that commit).
+overrides. Two rows are pipelines as committed, their metrics read from that commit's ``reports/metrics.json``:
+``before`` (``BEFORE_REV``, an adversary trained on the corpus's speaker labels; the cross-speaker measure is
+computed on its generator, read from this workspace's DVC cache, i.e. a workspace that ran that commit) and the
+identity subspace removed at rank 24 (``RANK24_REV``: these params with ``model.identity_rank: 24``, which that
+commit's pipeline measured cross-speaker itself; its seeds are that commit's ``reports/seeds.json``).
 
 Writes experiments/results/speaker_free.json (rows already there are kept, a rerun one replaced). Run from the
 repository root after ``dvc repro`` (it reads the shards and models/judges.pt).
@@ -48,14 +50,15 @@ from pipeline.stages import data_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results" / "speaker_free.json"
-PARAMS_REV = "c299132"  # params.yaml of the commit these rows were measured on
+PARAMS_REV = "5ce99a6"  # params.yaml of the commit these rows were measured on
+RANK24_REV = "d1872b4"  # the pipeline with model.identity_rank: 24 (metrics of c299132, seeds added)
 BEFORE_REV = "28f3e88b9ce6a807a6cf94135221487545803b23"  # the pipeline with the speaker-label adversary Cs_w
 ADVERSARY = {"disent.clip_id_weight": 10.0, "disent.clip_id_ridge": 0.01, "disent.clip_id_clusters": 16}
 ROWS: dict[str, dict] = {
     "no speaker labels, nothing in their place (the default)": {},
     "label-free ridge adversary on 16 k-means pseudo-speakers": ADVERSARY,
-    "identity subspace removed, rank 24": {"model.identity_rank": 24},
 }
+RANK24 = "identity subspace removed, rank 24"
 KEYS = ("leakage/identity_from_word_video", "leakage/identity_from_word_audio", "leakage/identity_from_word_msceleb",
         "leakage/word_from_identity", "word_acc/audio_top1", "word_acc/video_top1", "judge/lse_c_audio",
         "judge/lse_c_video", "judge/mouth_open_corr_audio", "judge/mouth_open_corr_video",
@@ -64,10 +67,13 @@ KEYS = ("leakage/identity_from_word_video", "leakage/identity_from_word_audio", 
         "time/joint_s", "time/disent_s", "time/gen_s")
 
 
+def _show(rev: str, rel: str) -> str:
+    return subprocess.run(["git", "show", f"{rev}:{rel}"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+
+
 def before_row(dev: torch.device) -> dict:
     """The ``BEFORE_REV`` pipeline: its committed metrics, and the cross-speaker measure on its generator."""
-    show = lambda rel: subprocess.run(["git", "show", f"{BEFORE_REV}:{rel}"], cwd=ROOT, check=True,  # noqa: E731
-                                      capture_output=True, text=True).stdout
+    show = lambda rel: _show(BEFORE_REV, rel)  # noqa: E731
     metrics = json.loads(show("reports/metrics.json"))
     lock = yaml.safe_load(show("dvc.lock"))
     md5 = next(o["md5"] for o in lock["stages"]["gen"]["outs"] if o["path"] == "models/gen.pt")
@@ -84,7 +90,7 @@ def before_row(dev: torch.device) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rows", nargs="*", default=["before", *ROWS], help="rows by the start of their name")
+    ap.add_argument("--rows", nargs="*", default=["before", *ROWS, RANK24], help="rows by the start of their name")
     ap.add_argument("--work", default=None, help="keep the stage runs here (default: a temporary directory)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
@@ -102,6 +108,9 @@ def main() -> None:
         for start in args.rows:
             if start == "before":
                 name, run = f"before: adversary on the corpus's speaker labels ({BEFORE_REV[:7]})", before_row(dev)
+            elif RANK24.startswith(start):
+                metrics = json.loads(_show(RANK24_REV, "reports/metrics.json"))
+                name, run = f"{RANK24} ({RANK24_REV})", {k: metrics[k] for k in KEYS if k in metrics}
             else:
                 hits = [n for n in ROWS if n.startswith(start)]
                 if len(hits) != 1:
@@ -111,7 +120,7 @@ def main() -> None:
                 m, _, _, _ = measure(p, dev, files)
                 run = {**{k: m[k] for k in KEYS if k in m}, **seconds}
             rows[name] = {"row": name, **{k.split("/", 1)[1]: round(float(v), 4) for k, v in run.items()},
-                          "overrides": json.dumps(ROWS.get(name, {}))}
+                          "overrides": json.dumps(ROWS.get(name, {"model.identity_rank": 24} if RANK24 in name else {}))}
             print(json.dumps(rows[name]), flush=True)
             results = {"note": "One run per row (seed 0). Leakage: the speaker read from pooled word features by the "
                                "eval's linear probes (chance 0.1 over the probed speakers); cross: the share of "
