@@ -4,7 +4,9 @@ Every row trains ``joint`` -> ``disent`` -> ``gen`` from scratch at the params' 
 eval stage scores (``pipeline.evaluate.measure``): the speaker read from word features by the evaluation's linear
 probes (fitted on val, scored on test, chance 1/10 of the probed speakers), word accuracy, the judges' LSE-C and
 openness r, the cross-speaker mouth probe (``davs.cross_speaker``) and each stage's time. No row's training reads a
-speaker label. Rows that share a stage's inputs share its run.
+speaker label. Rows that share a stage's inputs share its run. Beside the rows, ``inputs``: the same probes on
+the raw inputs (pooled MFCC with and without per-clip cepstral mean normalisation; the mouth box in colour and
+grey, each frame standardised).
 
     python experiments/speaker_free.py                  # every row
     python experiments/speaker_free.py --rows default   # rows by the start of their name
@@ -88,6 +90,38 @@ def before_row(dev: torch.device) -> dict:
     return {**{k: metrics[k] for k in KEYS if k in metrics}, **{f"cross/{k}": v for k, v in cross.items()}}
 
 
+@torch.no_grad()
+def input_probes(p) -> list[dict]:
+    """The speaker and the word read by the eval's linear probes (fitted on val, scored on test) from the raw
+    inputs, pooled over the word's frames: do normalised inputs still carry the speaker?"""
+    from davs.evaluation import probe
+    from davs.models.video_word_encoder import roi_slices
+    from davs.tensors import masked_mean, to_images
+
+    data = replace(data_spec(p, "joint"), batch_size=p.eval.batch_size)
+    rows, cols = roi_slices(p.data.image_size, tuple(p.data.mouth_box))
+    feats: dict[str, dict[str, list]] = {}
+    for split in ("val", "test"):
+        out: dict[str, list] = {k: [] for k in ("mfcc", "mfcc_cmn", "mouth_rgb", "mouth_grey_norm", "spk", "word")}
+        for b in eval_loaders(data, p.model.window, split, ("lrw",))["lrw"]():
+            m, mask = b["mfcc"].float().mean(2), b["mask"]  # (B, T, C): each frame's MFCC window, averaged
+            out["mfcc"].append(masked_mean(m, mask))
+            out["mfcc_cmn"].append(masked_mean(m - m.mean(1, keepdim=True), mask))  # per-clip cepstral mean removed
+            roi = to_images(b["frames"])[..., rows, cols]  # (B, T, 3, h, w)
+            rgb = torch.nn.functional.avg_pool2d(roi.flatten(0, 1), 2)  # (B*T, 3, h/2, w/2)
+            out["mouth_rgb"].append(masked_mean(rgb.flatten(1).view(*roi.shape[:2], -1), mask))
+            g = rgb.mean(1)  # (B*T, h/2, w/2) grey, each frame standardised
+            g = (g - g.mean((1, 2), keepdim=True)) / g.std((1, 2), keepdim=True).clamp_min(1e-3)
+            out["mouth_grey_norm"].append(masked_mean(g.flatten(1).view(*roi.shape[:2], -1), mask))
+            out["spk"].append(b["speaker"])
+            out["word"].append(b["label"])
+        feats[split] = {k: torch.cat(v).numpy() for k, v in out.items()}
+    v, t = feats["val"], feats["test"]
+    return [{"input": k, "speaker": round(probe(v[k], v["spk"], t[k], t["spk"], p.eval.probe_c), 4),
+             "word": round(probe(v[k], v["word"], t[k], t["word"], p.eval.probe_c), 4)}
+            for k in ("mfcc", "mfcc_cmn", "mouth_rgb", "mouth_grey_norm")]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", nargs="*", default=["before", *ROWS, RANK24], help="rows by the start of their name")
@@ -102,6 +136,7 @@ def main() -> None:
     rows = {r["row"]: r for r in results.get("rows", [])}
     base = base_params(f"{PARAMS_REV}:params.yaml")
     commit = subprocess.run(["git", "rev-parse", PARAMS_REV], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    inputs = input_probes(validate(base, f"{PARAMS_REV}:params.yaml"))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -122,7 +157,7 @@ def main() -> None:
             rows[name] = {"row": name, **{k.split("/", 1)[1]: round(float(v), 4) for k, v in run.items()},
                           "overrides": json.dumps(ROWS.get(name, {"model.identity_rank": 24} if RANK24 in name else {}))}
             print(json.dumps(rows[name]), flush=True)
-            results = {"note": "One run per row (seed 0). Leakage: the speaker read from pooled word features by the "
+            results = {"inputs": inputs, "note": "One run per row (seed 0). Leakage: the speaker read from pooled word features by the "
                                "eval's linear probes (chance 0.1 over the probed speakers); cross: the share of "
                                "generated mouth frames a probe fitted on real val mouths calls the target (A) or "
                                "the driver (B).",

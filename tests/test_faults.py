@@ -171,7 +171,8 @@ def test_chunked_word_features_equal_the_whole_sequence(tiny_models):
     t = Talker(tiny_models[0] / "gen.pt", "cpu", batch_size=7)
     audio = np.random.default_rng(0).standard_normal(16000 * 3).astype(np.float32) * 0.1
     n = 75
-    whole = t.nets["Ea_w"](torch.from_numpy(mfcc_windows(audio, n, 25.0, t.cfg.mfcc_frames, t.cfg.mfcc_coeffs))[None])[0]
+    with torch.no_grad():
+        whole = t.nets["Ea_w"](torch.from_numpy(mfcc_windows(audio, n, 25.0, t.cfg.mfcc_frames, t.cfg.mfcc_coeffs))[None])[0]
     tol = 1e-5 * float(whole.abs().max())
     torch.testing.assert_close(t.audio_words(audio, n), whole, rtol=1e-5, atol=tol)
     t.batch_size = 1000  # one chunk: the same numbers

