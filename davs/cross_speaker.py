@@ -89,11 +89,12 @@ def cross_speaker(nets: dict, test: Any, val: Any, box: tuple[float, float, floa
             continue
         a, j = torch.nonzero(pair).flatten(), drv[pair]
         mask = b["mask"][a].bool()  # (P, T): the target's word frames
-        ref = frames[a.to(device), 0]  # (P, 3, H, W)
+        tgt_frames, drv_frames = frames[a.to(device)], frames[j.to(device)]  # (P, T, 3, H, W) each
         target, driver = spk[a][:, None].expand_as(mask)[mask].numpy(), spk[j][:, None].expand_as(mask)[mask].numpy()
-        real = probe.predict(_mouths(frames[a.to(device)].cpu(), box)[mask].numpy())
+        real = probe.predict(_mouths(tgt_frames.cpu(), box)[mask].numpy())
         calls["real"].append(real == target)
-        for name, words in (("video", nets["Ev_w"](frames[j.to(device)])), ("audio", nets["Ea_w"](mfcc[j.to(device)]))):
+        ref = tgt_frames[:, 0]  # (P, 3, H, W)
+        for name, words in (("video", nets["Ev_w"](drv_frames)), ("audio", nets["Ea_w"](mfcc[j.to(device)]))):
             gen = generate_frames(nets["Ep"], nets["G"], ref, words)  # (P, T, 3, H, W)
             pred = probe.predict(_mouths(gen.clamp(-1, 1).cpu(), box)[mask].numpy())
             calls[f"target_{name}"].append(pred == target)

@@ -3,7 +3,7 @@
 A speaker's clips share an offset in word-feature space (lip shape and colour in the mouth crop, the voice
 in the MFCC) that a linear probe reads however the adversaries push. The disentanglement stage estimates the
 directions of the word features that the clip's own identity vectors predict (a reduced-rank regression,
-:func:`identity_subspace`, label-free) and this layer removes them from every frame's feature::
+:meth:`IdentityStats.subspace`, label-free) and this layer removes them from every frame's feature::
 
     f  ->  mix(scale * (g - (g @ basis) @ basis.T)),   g = f - mean,   basis (D, r) orthonormal
 
@@ -14,8 +14,8 @@ the features had, so the networks that read them see inputs of the usual size, a
 left rather than a shared offset. ``mix`` is a linear map (the identity until the disentanglement stage's
 last part trains it, with the word classifier, to align audio and video words again): any linear map keeps the
 speakers' means equal, so it cannot bring the speaker back for a linear probe.
-Being linear and per frame it commutes with pooling and with chunked streaming. With ``rank`` 0 (or an
-all-zero basis, its initial state) it is the identity.
+Being linear and per frame it commutes with pooling and with chunked streaming. With ``rank`` 0 it is the
+identity; before the subspace is fitted (an all-zero basis) it is ``mix`` alone.
 """
 
 from __future__ import annotations

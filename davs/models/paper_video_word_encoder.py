@@ -1,8 +1,9 @@
 """Ev_w of the official DAVS (``network/FAN_feature_extractor.py``): a one-hourglass face alignment
 network (FAN, Bulat & Tzimiropoulos, ICCV 2017) over the *whole* face, whose 68 landmark-like heatmaps at
 1/4 of the face are reduced by a stride-2 convolution to one map and projected to the word feature, one per
-frame (then, as in ours, the identity subspace removed: :mod:`davs.models.identity_nuisance`). Channels scale with ``width`` (official: 64, 128, 256 at ``width=32``); the hourglass has depth 4
-(fewer on faces too small to halve four times below 1/4).
+frame (then, as in ours, the identity subspace removed: :mod:`davs.models.identity_nuisance`). Channels
+scale with ``width`` (official: 64, 128, 256 at ``width=32``); the hourglass has depth 4 (fewer on faces too
+small to halve four times below 1/4).
 """
 
 from __future__ import annotations

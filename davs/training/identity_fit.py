@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 @torch.no_grad()
 def fit_identity_nuisance(nets: nn.ModuleDict, batches: Iterable[dict], device: torch.device, rank: int,
                           ridge: float, max_clips: int) -> dict[str, float]:
-    """Set ``nets["Ev_w"]`` and ``nets["Ea_w"]``'s (shared) identity subspace; returns the clips used and, per
-    encoder, the share of its pooled features' variance the removed directions held."""
+    """Set ``nets["Ev_w"]`` and ``nets["Ea_w"]``'s identity subspace, each its own; returns the clips used and,
+    per encoder, the share of its pooled features' variance the removed directions held."""
     stats = {"Ev_w": IdentityStats(), "Ea_w": IdentityStats()}
     modes = {k: nets[k].training for k in (*stats, "Ep")}
     for k in modes:

@@ -27,10 +27,18 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class DAVSTask(Task):
+    frozen: tuple[str, ...] = ()  # networks the task does not train: they stay in eval mode
+
     def __init__(self, cfg: DAVSConfig, parts: tuple[str, ...]) -> None:
         super().__init__()
         self.cfg = cfg
         self.nets = nn.ModuleDict(build(cfg, parts))
+
+    def train(self, mode: bool = True) -> DAVSTask:
+        super().train(mode)
+        for k in self.frozen:  # frozen encoders keep their BatchNorm statistics
+            self.nets[k].eval()
+        return self
 
     def load_parts(self, state: dict[str, dict[str, torch.Tensor]], parts: tuple[str, ...]) -> None:
         for p in parts:

@@ -45,9 +45,9 @@ class DisentTask(DAVSTask):
     ``dis`` trains Cw_p (word from identity features, on LRW clips) and Cp_w (identity from word
     features, on MS-Celeb faces) with cross-entropy on true labels, the encoders frozen. ``enc`` trains the
     encoders so every dis-classifier's softmax is uniform (MSE to 1/N), keeping the stage-1 losses. No step
-    reads a speaker label: real LRW has none, and the corpus's are for evaluation only. What a speaker's
-    clips share in word-feature space is removed after the last step instead, label-free
-    (:func:`davs.training.runners.remove_identity`); optionally (``clip_id > 0``) the encoders are also
+    reads a speaker label: real LRW has none, and the corpus's are for evaluation only. With
+    ``cfg.identity_rank``, what a speaker's clips share in word-feature space is removed after the last step,
+    label-free (:func:`davs.training.runners.remove_identity`); optionally (``clip_id > 0``) the encoders are also
     trained against a closed-form ridge adversary that reads the clip's own identity vectors from its
     pooled word features (:mod:`davs.losses.ridge_adversary`).
 

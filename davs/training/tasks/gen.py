@@ -96,12 +96,6 @@ class GenTask(DAVSTask):
         """What the previous stage's model file gives: its encoders (and, end to end, Cw and Cw_p)."""
         return (*cls.FROZEN, "Cw", "Cw_p") if w.train_encoders else cls.FROZEN
 
-    def train(self, mode: bool = True) -> GenTask:
-        super().train(mode)
-        for k in self.frozen:  # frozen encoders keep their BatchNorm statistics
-            self.nets[k].eval()
-        return self
-
     def phase_params(self, phase: str) -> list[nn.Parameter]:
         if self.w.train_encoders:
             names = self.END_TO_END if phase == "g" else self.ADVERSARIES

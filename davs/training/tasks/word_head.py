@@ -38,15 +38,10 @@ class WordHeadTask(DAVSTask):
     def __init__(self, cfg: DAVSConfig, w: WordHeadHParams = WordHeadHParams()) -> None:
         super().__init__(cfg, self.PARTS)
         self.w = w
-        for k in self.FROZEN:
+        self.frozen = self.FROZEN
+        for k in self.frozen:
             self.nets[k].requires_grad_(False)
             self.nets[k].nuisance.requires_grad_(True)
-
-    def train(self, mode: bool = True) -> WordHeadTask:
-        super().train(mode)
-        for k in self.FROZEN:  # frozen encoders keep their BatchNorm statistics
-            self.nets[k].eval()
-        return self
 
     def phase_params(self, phase: str) -> list[nn.Parameter]:
         return [p for k in self.PARTS for p in self.nets[k].parameters() if p.requires_grad]
