@@ -34,8 +34,7 @@ def resolve_device(device: str) -> torch.device:
 
 def cpu_has_bf16_units() -> bool:
     """True when this CPU has AMX tiles (Intel Sapphire Rapids and later): oneDNN then runs bf16 convolutions and
-    matrix products on them. On 2 such cores bf16 autocast made a training step of the small preset 1.1x (joint),
-    1.2x (disent) and 1.6x (gen) faster than fp32 (``benchmarks/train.py`` with and without ``--no-amp``,
+    matrix products on them (the speed-up per stage: ``benchmarks/train.py`` with and without ``--no-amp``,
     ``benchmarks/results/train_bf16.json``). Elsewhere bf16 on the CPU is emulated and slower than fp32."""
     try:
         return bool(torch.cpu._is_amx_tile_supported())

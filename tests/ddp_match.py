@@ -13,7 +13,8 @@ import torch
 from davs.data.loader import LRWDecode, make_loader
 from davs.data.spec import DataSpec, model_config_for
 from davs.training import distributed as D
-from davs.training.loop import LoopConfig, Stream, train
+from davs.training.loop import LoopConfig, train
+from davs.training.streams import Stream
 from davs.training.tasks import GenHParams, GenTask
 
 GLOBAL_BATCH = 4

@@ -12,7 +12,7 @@ import pytest
 
 from davs.data.features import align_audio, mfcc_windows, word_mask
 from davs.data.ingest import IngestError, ingest_lrw, ingest_msceleb
-from davs.data.loader import LRWDecode, decode_celeb, make_loader
+from davs.data.loader import LRWDecode, SharedEpoch, decode_celeb, make_loader
 from davs.data.lrw import BadSample, ClipRef, list_clips, parse_duration, read_clip
 from davs.data.msceleb import decode_row, read_recordio, write_recordio
 from davs.media import write_mp4
@@ -206,6 +206,48 @@ def test_train_loader_is_seeded_and_balanced(shards):
         drawn.update(k for b in loader for k in b["key"])
     share = sum(drawn.values()) / 18
     assert len(drawn) == 18 and min(drawn.values()) >= 0.5 * share and max(drawn.values()) <= 1.6 * share, drawn
+
+
+class _CountingDecode(LRWDecode):
+    """LRWDecode that counts, in a file (loader workers are processes), the samples it decodes."""
+
+    def __init__(self, tally: Path, *a, **kw) -> None:
+        super().__init__(*a, **kw)
+        self.tally = tally
+
+    def __call__(self, s: dict) -> dict:
+        with open(self.tally, "a") as f:
+            f.write("x")
+        return super().__call__(s)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_resumed_epoch_skips_its_consumed_batches_without_decoding_them(shards, tmp_path, workers):
+    """Stream.start(epoch, skip) continues on the uninterrupted order; the skipped batches are placeholders,
+    so a resume decodes only what it trains on (a loop that decodes to skip decodes 3 x 4 samples more)."""
+    from davs.training.streams import Stream
+
+    def stream(tally):
+        ep = SharedEpoch()
+        loader, n = make_loader(str(shards / "lrw" / "train-*.tar"), _CountingDecode(tally, 25, 2, 5, 0, ep, True),
+                                batch_size=4, train=True, num_samples=18, seed=0, epoch=ep, num_workers=workers)
+        return Stream(loader, n, ep)
+
+    straight = stream(tmp_path / "straight")
+    straight.start(1, 0)
+    order = [straight.next()["key"] for _ in range(5)]
+    resumed = stream(tmp_path / "resumed")
+    resumed.start(1, 3)
+    assert [resumed.next()["key"] for _ in range(2)] == order[3:]
+    # decoding to skip reads the 3 skipped and the 2 drawn batches (20 samples) at least; without, the 2
+    # drawn and what the loader reads ahead (in process one sample, with workers their prefetch: the epoch's
+    # 6 - 3 batches at most)
+    decoded = len((tmp_path / "resumed").read_text())
+    assert decoded < (3 + 2) * 4, f"decoded {decoded} samples: the skipped ones too"
+    resumed.start(2, 0)  # the next epoch skips nothing
+    first = resumed.next()["key"]
+    straight.start(2, 0)
+    assert first == straight.next()["key"]
 
 
 def test_rest_reference_frames_lie_outside_the_word(shards):

@@ -362,7 +362,8 @@ class _Toy(torch.nn.Module):
     (("loss/a",), {"loss/a": 1.0, "loss/c": 0.5}, "weights ['loss/c'], which no phase returned"),
 ])
 def test_loss_weights_must_match_the_losses(returns, weights, needle):
-    from davs.training.loop import Stream, train
+    from davs.training.loop import train
+    from davs.training.streams import Stream
 
     task = _Toy(returns, weights)
     with pytest.raises(KeyError) as e:
@@ -390,3 +391,25 @@ def test_training_benchmark_writes_its_fields(shards, tmp_path):
     assert row["stage"] == "gen" and row["steps_timed"] == 2 and row["image_size"] == 32
     assert 0 <= row["data_fraction"] <= 1 and row["steps_per_s"] > 0 and row["peak_mem_gb"] > 0
     assert 0 < row["profile"]["matmul_conv_fraction"] <= 1 and row["profile"]["top_ops"]
+
+
+def test_the_resume_state_keeps_the_gpu_generator_on_cuda(monkeypatch):
+    """Dropout on a GPU draws from the device's generator: a CUDA run's checkpoint keeps it and a resume
+    restores it (faked here: the calls torch makes on a GPU); a CPU run's and an older file's hold the CPU's."""
+    from davs.training import resume
+
+    gpu = {"state": torch.arange(4, dtype=torch.uint8)}
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device=None: gpu["state"].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device=None: gpu.update(state=s.clone()))
+    cuda = torch.device("cuda", 0)
+    saved = resume.rng_state(cuda)
+    assert set(saved) == {"cpu", "cuda"}
+    gpu["state"] = torch.zeros(4, dtype=torch.uint8)
+    resume.set_rng_state(saved, cuda)
+    assert torch.equal(gpu["state"], torch.arange(4, dtype=torch.uint8))
+    assert set(resume.rng_state(CPU)) == {"cpu"}
+    torch.manual_seed(7)
+    old = torch.get_rng_state()
+    first = torch.rand(3)
+    resume.set_rng_state(old, CPU)  # a checkpoint of before: the CPU's state alone
+    assert torch.equal(torch.rand(3), first)

@@ -73,22 +73,60 @@ class _Checked:
     budget: SkipBudget
 
     def __call__(self, sample: dict) -> dict:
+        if SKIPPED in sample:
+            return sample
         out = self.fn(sample)
         self.budget.ok()
         return out
 
 
 class SharedEpoch:
-    """An epoch counter visible to persistent dataloader workers."""
+    """An epoch counter visible to persistent dataloader workers, with the number of batches a resumed
+    epoch passes over (:class:`SkipAhead`)."""
 
     def __init__(self, epoch: int = 0) -> None:
         self.value = mp.Value("i", epoch)
+        self.skip = mp.Value("i", 0)
 
-    def set(self, epoch: int) -> None:
+    def set(self, epoch: int, skip: int = 0) -> None:
         self.value.value = epoch
+        self.skip.value = skip
 
     def get(self) -> int:
         return self.value.value
+
+
+SKIPPED = "__skipped__"
+
+
+def is_skipped(batch: object) -> bool:
+    """A placeholder batch of :class:`SkipAhead` (its samples were read, not decoded)."""
+    return isinstance(batch, dict) and SKIPPED in batch
+
+
+@dataclass
+class SkipAhead:
+    """Placeholders instead of samples for the batches a resumed epoch passes over: the loader hands batches
+    out round robin over its workers, so worker ``k`` of ``W`` made ``ceil((skip - k) / W)`` of the first
+    ``skip``; it yields that many batches' worth of ``{SKIPPED: True}`` before decoding again. The decoders'
+    randomness is keyed by (seed, epoch, sample key), so what follows is what an uninterrupted run decodes
+    (a sample that would have failed to decode inside the skipped part shifts the rest by one)."""
+
+    batch_size: int
+    num_workers: int
+    epoch: SharedEpoch | None
+
+    def __call__(self, src):
+        wid, _ = _worker_rank()
+        skip = self.epoch.skip.value if self.epoch is not None else 0
+        workers = max(1, self.num_workers)
+        n = max(0, -(-(skip - wid) // workers)) * self.batch_size
+        for sample in src:
+            if n > 0:
+                n -= 1
+                yield {SKIPPED: True}
+            else:
+                yield sample
 
 
 class ShardCycle(wds.PipelineStage):
@@ -201,6 +239,8 @@ def decode_celeb(s: dict) -> dict:
 
 
 def collate(samples: list[dict]) -> dict:
+    if SKIPPED in samples[0]:
+        return {SKIPPED: len(samples)}
     out = {}
     for k in samples[0]:
         vals = [s[k] for s in samples]
@@ -247,7 +287,7 @@ def make_loader(
     stages: list = [ShardCycle(shards, seed, epoch, shuffle=train, cycle=train)]
     if train:
         stages += [wds.split_by_node, wds.split_by_worker, CheckedTars(handler, expected_counts(shards)),
-                   SampleShuffle(shuffle_buffer, seed, epoch)]
+                   SampleShuffle(shuffle_buffer, seed, epoch), SkipAhead(batch_size, num_workers, epoch)]
     else:
         stages += [wds.split_by_worker, CheckedTars(handler, expected_counts(shards))]
     stages += [wds.map(_Checked(decode, budget), handler=handler), wds.batched(batch_size, collation_fn=collate, partial=not train)]

@@ -17,7 +17,7 @@ from torch import nn
 
 from davs.models.identity_nuisance import IdentityStats
 from davs.tensors import masked_mean, to_images
-from davs.training.loop import to_device
+from davs.training.streams import to_device
 
 log = logging.getLogger(__name__)
 

@@ -15,17 +15,17 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from davs.checkpoint import load_checkpoint, save_checkpoint
 from davs.training import distributed as D
+from davs.training.resume import restore_state, save_state
+from davs.training.streams import Stream, to_device
 
 log = logging.getLogger(__name__)
 
@@ -72,46 +72,6 @@ class Task(nn.Module):
     @torch.no_grad()
     def validate(self, batches: dict[str, Any], device: torch.device) -> dict[str, float]:
         return {}
-
-
-def to_device(x: Any, device: torch.device) -> Any:
-    """Tensors (also inside dicts) to ``device``; anything else unchanged."""
-    if isinstance(x, torch.Tensor):
-        return x.to(device, non_blocking=True)
-    if isinstance(x, dict):
-        return {k: to_device(v, device) for k, v in x.items()}
-    return x
-
-
-@dataclass
-class Stream:
-    """A restartable batch source: a loader, its batches per epoch, and its shared epoch counter."""
-
-    loader: Any
-    batches_per_epoch: int
-    epoch: Any = None  # davs.data.loader.SharedEpoch
-    current: int = 0
-    consumed: int = 0
-    _it: Iterator | None = field(default=None, repr=False)
-
-    def start(self, epoch: int, skip: int) -> None:
-        self.current, self.consumed = epoch, 0
-        if self.epoch is not None:
-            self.epoch.set(epoch)
-        self._it = iter(self.loader)
-        for _ in range(skip):  # resume mid-epoch on the same data order
-            self.next()
-
-    def next(self) -> Any:
-        if self._it is None:
-            self.start(0, 0)
-        try:
-            batch = next(self._it)
-        except StopIteration:
-            self.start(self.current + 1, 0)
-            batch = next(self._it)
-        self.consumed += 1
-        return batch
 
 
 @dataclass
@@ -184,7 +144,7 @@ def train(
             m.compile()
     opts = make_optimizers(task, cfg)
     fp = fingerprint_of(cfg.fingerprint)
-    start, history = _resume(task, opts, streams, cfg, fp, device)
+    start, history = restore_state(cfg.checkpoint, cfg.seed, fp, task, opts, streams, device)
     D.broadcast_module(task)
     use_amp = cfg.amp and (device.type == "cuda" or cfg.amp_on_cpu)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
@@ -229,7 +189,7 @@ def train(
             log.info("step %d val %s", done, " ".join(f"{k}={v:.4g}" for k, v in val_metrics.items()))
             record(done, val_metrics)
         if cfg.checkpoint and (done % cfg.ckpt_every == 0 or done == cfg.steps) and main:
-            _save(cfg.checkpoint, done, fp, task, opts, streams, history)
+            save_state(cfg.checkpoint, done, fp, task, opts, streams, history, device)
     bar.close()
     if val_streams and not val_metrics and main:  # resumed a finished run: still report its metrics
         val_metrics = _validate(task, val_streams, device)
@@ -286,18 +246,6 @@ class _Meter:
         return metrics
 
 
-def _save(path: str, done: int, fp: str, task: Task, opts: dict[str, torch.optim.Optimizer],
-          streams: dict[str, Stream], history: list[tuple[int, dict[str, float]]]) -> None:
-    """The resume checkpoint: weights, optimizers, where each stream is, the RNG and the logged records."""
-    save_checkpoint(path, {
-        "step": done, "fingerprint": fp, "task": task.state_dict(),
-        "optim": {k: o.state_dict() for k, o in opts.items()},
-        "streams": {k: [s.current, s.consumed] for k, s in streams.items()},
-        "rng": torch.get_rng_state(),
-        "history": [[s, m] for s, m in history],
-    })
-
-
 def _validate(task: Task, val_streams: dict[str, Callable[[], Any]], device: torch.device) -> dict[str, float]:
     """Validation in eval mode, on a forked RNG: creating its loaders draws from torch's global generator
     (DataLoader seeds), which training's dropout also uses, so without the fork ``val_every`` would
@@ -307,28 +255,3 @@ def _validate(task: Task, val_streams: dict[str, Callable[[], Any]], device: tor
         out = {f"val/{k}": v for k, v in task.validate({k: f() for k, f in val_streams.items()}, device).items()}
     task.train()
     return out
-
-
-def _resume(task: Task, opts: dict, streams: dict[str, Stream], cfg: LoopConfig, fp: str,
-            device: torch.device) -> tuple[int, list[tuple[int, dict[str, float]]]]:
-    """The step to start from and the records logged before it (a fresh start: 0 and none)."""
-    torch.manual_seed(cfg.seed)
-    if not cfg.checkpoint or not Path(cfg.checkpoint).exists():
-        for s in streams.values():
-            s.start(0, 0)
-        return 0, []
-    ck = load_checkpoint(cfg.checkpoint, map_location=device)
-    if ck.get("fingerprint") != fp:
-        log.warning("ignoring %s: it was written by a run with other params or data", cfg.checkpoint)
-        for s in streams.values():
-            s.start(0, 0)
-        return 0, []
-    task.load_state_dict(ck["task"])
-    for k, o in opts.items():
-        o.load_state_dict(ck["optim"][k])
-    for k, s in streams.items():
-        epoch, consumed = ck["streams"][k]
-        s.start(epoch, consumed)
-    torch.set_rng_state(ck["rng"].cpu())
-    log.info("resumed from %s at step %d", cfg.checkpoint, ck["step"])
-    return int(ck["step"]), [(int(s), dict(m)) for s, m in ck.get("history", [])]

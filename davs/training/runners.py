@@ -23,7 +23,8 @@ from davs.models import DAVSConfig
 from davs.provenance import code_hash, file_hash, shards_hash
 from davs.training import distributed as D
 from davs.training.identity_fit import fit_identity_nuisance
-from davs.training.loop import Callback, LoopConfig, Stream, train
+from davs.training.loop import Callback, LoopConfig, train
+from davs.training.streams import Stream
 from davs.training.tasks import DisentHParams, DisentTask, GenHParams, GenTask, JointHParams, JointTask
 from davs.training.tasks.word_head import WordHeadHParams, WordHeadTask
 

@@ -17,7 +17,8 @@ from torch import nn
 from davs.losses import embedding_contrastive_loss, frame_sync_loss
 from davs.models import DAVSConfig, build
 from davs.tensors import to_images
-from davs.training.loop import Task, to_device
+from davs.training.loop import Task
+from davs.training.streams import to_device
 
 ENCODERS = ("Ev_w", "Ea_w", "Ep", "Cw", "Cp")  # trained by joint and disent; gen freezes the first three
 

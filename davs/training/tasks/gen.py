@@ -21,7 +21,7 @@ from davs.losses import (
 )
 from davs.models import DAVSConfig, generate_frames
 from davs.tensors import to_images, window
-from davs.training.loop import to_device
+from davs.training.streams import to_device
 from davs.training.tasks.base import DAVSTask
 from davs.training.tasks.disent import dis_run
 
