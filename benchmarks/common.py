@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from davs.data.ingest import CelebIngestConfig, LRWIngestConfig, ingest_lrw, ingest_msceleb
+from davs.data.ingest_lrw import LRWIngestConfig, ingest_lrw
+from davs.data.ingest_msceleb import CelebIngestConfig, ingest_msceleb
 from davs.resources import lrw_words
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -68,7 +68,7 @@ def corpus_spec(p: Params):
 
 
 def lrw_ingest_config(p: Params):
-    from davs.data.ingest import LRWIngestConfig
+    from davs.data.ingest_lrw import LRWIngestConfig
 
     i = p.ingest
     return LRWIngestConfig(
@@ -81,7 +81,7 @@ def lrw_ingest_config(p: Params):
 
 
 def celeb_ingest_config(p: Params):
-    from davs.data.ingest import CelebIngestConfig
+    from davs.data.ingest_msceleb import CelebIngestConfig
 
     i = p.ingest
     return CelebIngestConfig(
@@ -94,7 +94,7 @@ def celeb_ingest_config(p: Params):
 
 
 def ingest_lrw(p: Params) -> dict:
-    from davs.data.ingest import ingest_lrw as run
+    from davs.data.ingest_lrw import ingest_lrw as run
     from davs.resources import lrw_words
 
     return run(paths.lrw_root(p), paths.lrw_shards(p), paths.REPORTS / "data_quality" / "lrw.json",
@@ -102,7 +102,7 @@ def ingest_lrw(p: Params) -> dict:
 
 
 def ingest_msceleb(p: Params) -> dict:
-    from davs.data.ingest import ingest_msceleb as run
+    from davs.data.ingest_msceleb import ingest_msceleb as run
 
     return run(paths.msceleb_path(p), paths.celeb_shards(p), paths.REPORTS / "data_quality" / "msceleb.json",
                celeb_ingest_config(p))

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from davs.data.ingest import CelebIngestConfig, LRWIngestConfig, ingest_lrw, ingest_msceleb
+from davs.data.ingest_lrw import LRWIngestConfig, ingest_lrw
+from davs.data.ingest_msceleb import CelebIngestConfig, ingest_msceleb
 from davs.resources import lrw_words
 from davs.synth.corpus import CorpusSpec, generate
 

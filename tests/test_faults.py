@@ -21,7 +21,9 @@ import pytest
 import torch
 import yaml
 
-from davs.data.ingest import IngestError, ingest_lrw, ingest_msceleb
+from davs.data.ingest import IngestError
+from davs.data.ingest_lrw import ingest_lrw
+from davs.data.ingest_msceleb import ingest_msceleb
 from davs.data.loader import DataError, LRWDecode, make_loader
 from davs.resources import lrw_words
 
@@ -292,7 +294,7 @@ def test_over_the_bad_fraction_nothing_is_published(corpus, tmp_path):
 
 
 def _ingest_cmd(corpus: Path, out: Path, workers: int = 2) -> list[str]:
-    code = ("import sys; from davs.data.ingest import LRWIngestConfig, ingest_lrw; from davs.resources import lrw_words;"
+    code = ("import sys; from davs.data.ingest_lrw import LRWIngestConfig, ingest_lrw; from davs.resources import lrw_words;"
             f"ingest_lrw({str(corpus / 'lipread_mp4')!r}, {str(out)!r}, {str(out.parent / 'dq.json')!r}, "
             f"LRWIngestConfig(image_size=32, shard_max_samples=2, min_shards=2, workers={workers}), lrw_words())")
     return [sys.executable, "-c", code]

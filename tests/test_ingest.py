@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from davs.data.features import align_audio, mfcc_windows, word_mask
-from davs.data.ingest import IngestError, ingest_lrw, ingest_msceleb
+from davs.data.ingest import IngestError
+from davs.data.ingest_lrw import ingest_lrw
+from davs.data.ingest_msceleb import ingest_msceleb
 from davs.data.loader import LRWDecode, SharedEpoch, decode_celeb, make_loader
 from davs.data.lrw import BadSample, ClipRef, list_clips, parse_duration, read_clip
 from davs.data.msceleb import decode_row, read_recordio, write_recordio

@@ -79,7 +79,8 @@ def test_library_defaults_are_the_committed_params():
     own (class counts, paths, a stage's step count) are left out."""
     from dataclasses import fields
 
-    from davs.data.ingest import CelebIngestConfig, LRWIngestConfig
+    from davs.data.ingest_lrw import LRWIngestConfig
+    from davs.data.ingest_msceleb import CelebIngestConfig
     from davs.judges.train import JudgeConfig
     from davs.models import DAVSConfig
     from davs.synth.corpus import CorpusSpec

@@ -150,7 +150,7 @@ def test_other_shards_or_init_weights_retrain(shards, corpus, trained, tmp_path,
     """Re-ingesting with fewer clips (same paths) or a changed init model file is not resumed from."""
     import shutil
 
-    from davs.data.ingest import ingest_lrw
+    from davs.data.ingest_lrw import ingest_lrw
     from davs.resources import lrw_words
 
     from .conftest import LRW_CFG
