@@ -5,6 +5,7 @@ import hashlib
 import json
 import shutil
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -330,6 +331,24 @@ def test_low_shot_tsv_and_recordio_ingest_like_the_aligned_tsv(corpus, tmp_path)
         assert json.loads((tmp_path / name / "summary.json").read_text())["samples"]["train"] > 0
     ref_imgs, base_imgs = _celeb_images(tmp_path / "ref"), _celeb_images(tmp_path / "base")
     assert ref_imgs == base_imgs  # the same faces, cropped the same way, in the same splits
+
+
+def test_recordio_read_errors_are_listed_and_the_rest_ingested(corpus, tmp_path):
+    """A RecordIO record with a bad magic or a non-JPEG payload is a bad input with the reader's words (it
+    travels to the workers as the BadSample it is); the other records are ingested."""
+    rows = _celeb_rows(corpus)
+    mids = sorted({r[0] for r in rows})
+    rec = tmp_path / "train.rec"
+    write_recordio(rec, [(mids.index(r[0]), base64.b64decode(r[6])) for r in rows] + [(0, b"notajpeg")])
+    raw = bytearray(rec.read_bytes())
+    offsets = [int(line.split("\t")[1]) for line in rec.with_suffix(".idx").read_text().split("\n") if line]
+    raw[offsets[1]:offsets[1] + 4] = b"\0\0\0\0"  # the first face's magic
+    rec.write_bytes(bytes(raw))
+    cfg = replace(CELEB_CFG, max_bad_fraction=0.5)
+    got = ingest_msceleb(rec, tmp_path / "out", tmp_path / "q.json", cfg)
+    bad = json.loads((tmp_path / "q.json").read_text())["bad_items"]
+    assert sorted(b["reason"].split(": ")[1] for b in bad) == ["bad magic 0x0", "payload is not a JPEG"], bad
+    assert sum(got["samples"].values()) > 0
 
 
 def test_npy_frame_format_stores_the_exact_frames(corpus, shards, tmp_path):
