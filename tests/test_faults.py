@@ -122,6 +122,7 @@ def test_generate_streams_in_batches(tiny_models, inputs, tmp_path, monkeypatch)
     (plus context), audio is read back in bounded spans, frames are encoded as they are made.
     (benchmarks/generate_memory.py measures the peak RSS this gives on long audio and big photos.)"""
     from davs.inference import Talker
+    from davs.inference import generate as G
     from davs.inference import talk as T
     from davs.media import write_mp4
 
@@ -140,15 +141,15 @@ def test_generate_streams_in_batches(tiny_models, inputs, tmp_path, monkeypatch)
             return _orig(*a, **k)
 
         monkeypatch.setattr(net, "forward", spy)
-    orig_read = T.AudioTrack.read
+    orig_read = G.AudioTrack.read
 
     def read(self, a, b):
         seen["read"] = max(seen["read"], b - a)
         return orig_read(self, a, b)
 
-    monkeypatch.setattr(T.AudioTrack, "read", read)
+    monkeypatch.setattr(G.AudioTrack, "read", read)
     made = []
-    orig_write = T.write_mp4
+    orig_write = G.write_mp4
 
     def write(path, frames, **kw):  # count the frames alive when each is encoded: generated but not yet consumed
         def consume():
@@ -157,7 +158,7 @@ def test_generate_streams_in_batches(tiny_models, inputs, tmp_path, monkeypatch)
                 yield f
         orig_write(path, consume(), **kw)
 
-    monkeypatch.setattr(T, "write_mp4", write)
+    monkeypatch.setattr(G, "write_mp4", write)
     res = talker.generate(inputs / "face.png", tmp_path / "o.mp4", audio_path=tmp_path / "a.mp4")
     assert res["frames"] == secs * 25 == len(made)
     assert seen["Ea_w"] <= batch + 2 * T.CONTEXT and seen["G"] <= batch, seen

@@ -152,7 +152,7 @@ def test_real_photo_changes_only_the_mouth(tiny_models, media, real_photo):
 
     t = Talker(tiny_models[0] / "gen.pt", "cpu", batch_size=16)
     photo = np.asarray(Image.open(real_photo).convert("RGB"))
-    align = t._track(photo[None], "the photo")[0][0]
+    align = t.track(photo[None], "the photo")[0][0]
     assert align.landmarks, "dlib found no face in a real portrait"
     pts = t.aligner.points(photo)  # eyes and mouth centre land where the training crop has them
     mapped = np.c_[pts, np.ones(3)] @ align.matrix.T / align.size

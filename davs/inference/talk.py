@@ -12,41 +12,36 @@ the word encoders and the generator run ``batch_size`` frames at a time, with tw
 the chunked features equal the whole-sequence ones); video inputs are decoded frame by frame into a
 temporary raw frame file; a photo is held once; frames are encoded as they are made. Options, paths
 and the device are checked before any of that starts (:mod:`davs.inference.request`); the temporary
-stores are :mod:`davs.inference.stores`. A photo with a lip head talks with its own lips instead
+stores are :mod:`davs.inference.stores`, and one request's course from inputs to mp4 is
+:mod:`davs.inference.generate`. A photo with a lip head talks with its own lips instead
 (:mod:`davs.inference.lip_warp`).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from davs.checkpoint import load_model
-from davs.data.features import SAMPLE_RATE, mfcc_windows_span, read_zero_padded
+from davs.data.features import mfcc_windows_span, read_zero_padded
 from davs.devices import resolve_device
 from davs.face.align import Alignment, FaceAligner, cut, mouth_mask, paste_change
 from davs.inference.finetune import finetune, restore, snapshot
+from davs.inference.generate import generate as run_request
 from davs.inference.lip_warp import LipWarper, warp_frames
 from davs.inference.request import (
     MODEL_FPS,
     GenerateError,
     TalkOptions,
     Timing,
-    check_request,
-    is_photo,
-    load_photo,
 )
-from davs.inference.resample import resample_stream
-from davs.inference.stores import AudioTrack, FrameFile, encodable, has_audio, load_video
-from davs.media import write_mp4
+from davs.inference.stores import FrameFile
 from davs.models import DAVSConfig, generate_frames, load_nets
 from davs.models.lip_head import LipHead, load_lip_head
 from davs.tensors import to_images, to_uint8
@@ -112,7 +107,7 @@ class Talker:
     def _to_input(self, crops: np.ndarray) -> torch.Tensor:
         return to_images(torch.from_numpy(crops).to(self.device))  # (N, S, S, 3) uint8 -> (N, 3, S, S)
 
-    def _track(self, frames: Iterable[np.ndarray], what: str) -> tuple[list[Alignment], list[int]]:
+    def track(self, frames: Iterable[np.ndarray], what: str) -> tuple[list[Alignment], list[int]]:
         """Alignments of every frame (gaps of up to ``max_gap`` frames filled from the neighbours) and the
         frames of longer gaps, which the caller passes through (a face video) or fills (a driving video)."""
         aligns, missing = self.aligner.track(frames, max_gap=self.max_gap)
@@ -127,7 +122,7 @@ class Talker:
         return aligns, missing
 
     @torch.no_grad()
-    def _chunked(self, encoder: str, inputs: Callable[[int, int], torch.Tensor], n: int) -> Iterator[torch.Tensor]:
+    def word_chunks(self, encoder: str, inputs: Callable[[int, int], torch.Tensor], n: int) -> Iterator[torch.Tensor]:
         """Word features (b - a, D) of frames [a, b), ``batch_size`` frames at a time; each chunk is encoded
         with CONTEXT frames either side, so it equals the same rows of the whole-sequence encoding."""
         for a in range(0, n, self.batch_size):
@@ -135,7 +130,7 @@ class Talker:
             lo, hi = max(0, a - CONTEXT), min(n, b + CONTEXT)
             yield self.nets[encoder](inputs(lo, hi)[None])[0, a - lo : b - lo]  # (b - a, D)
 
-    def _mfcc(self, read: Callable[[int, int], np.ndarray]) -> Callable[[int, int], torch.Tensor]:
+    def mfcc_inputs(self, read: Callable[[int, int], np.ndarray]) -> Callable[[int, int], torch.Tensor]:
         def inputs(lo: int, hi: int) -> torch.Tensor:
             m = mfcc_windows_span(read, lo, hi, MODEL_FPS, self.cfg.mfcc_frames, self.cfg.mfcc_coeffs,
                                   self.cfg.mfcc_recipe)
@@ -146,12 +141,12 @@ class Talker:
     @torch.no_grad()
     def audio_words(self, audio: np.ndarray, n: int) -> torch.Tensor:
         """(n, D) word features from in-memory 16 kHz audio, one per 25 fps frame."""
-        return torch.cat(list(self._chunked("Ea_w", self._mfcc(read_zero_padded(audio)), n)))
+        return torch.cat(list(self.word_chunks("Ea_w", self.mfcc_inputs(read_zero_padded(audio)), n)))
 
     @torch.no_grad()
     def video_words(self, crops: np.ndarray) -> torch.Tensor:
         """(n, D) word features of aligned face crops (n, S, S, 3) uint8, one per frame."""
-        return torch.cat(list(self._chunked("Ev_w", lambda lo, hi: self._to_input(crops[lo:hi]), len(crops))))
+        return torch.cat(list(self.word_chunks("Ev_w", lambda lo, hi: self._to_input(crops[lo:hi]), len(crops))))
 
     def animate(self, crop: np.ndarray, words: torch.Tensor) -> np.ndarray:
         """An aligned face crop (S, S, 3) uint8 saying ``words`` (n, D) -> (n, S, S, 3) uint8 crops."""
@@ -179,7 +174,7 @@ class Talker:
         finally:
             restore(nets, saved)
 
-    def _crops(self, frames: FrameFile, aligns: list[Alignment]) -> Callable[[int, int], torch.Tensor]:
+    def crop_inputs(self, frames: FrameFile, aligns: list[Alignment]) -> Callable[[int, int], torch.Tensor]:
         def inputs(lo: int, hi: int) -> torch.Tensor:
             return self._to_input(np.stack([cut(frames[i], aligns[i]) for i in range(lo, hi)]))  # (hi - lo, 3, S, S)
 
@@ -237,87 +232,9 @@ class Talker:
 
     def generate(self, face_path: str | Path, out: str | Path, audio_path: str | Path | None = None,
                  driving_video: str | Path | None = None, fps: float = MODEL_FPS) -> dict:
-        check_request(face_path, out, audio_path, driving_video, fps, self.batch_size)
-        t0 = time.perf_counter()
-        photo = load_photo(face_path) if is_photo(face_path) else None
-        if photo is not None:  # fail on a face-less photo before decoding any audio
-            aligns, missing = self._track([photo], "the face input")
-            if missing:
-                raise GenerateError("no face found in the face input (checked 1 frame)")
-            align = aligns[0]
-        with tempfile.TemporaryDirectory(prefix="davs-generate-") as tmp:
-            work = Path(tmp)
-            if driving_video is not None and not has_audio(driving_video):
-                log.warning("%s has no audio track: the output is silent (the lips follow the video)", driving_video)
-                audio = None
-            else:
-                audio = AudioTrack(driving_video or audio_path, work)
-            try:
-                return self._generate_to(out, photo, align if photo is not None else None, face_path, audio,
-                                         driving_video, fps, work, t0)
-            finally:
-                if audio is not None:
-                    audio.close()
-
-    def _generate_to(self, out: str | Path, photo: np.ndarray | None, align: Alignment | None,
-                     face_path: str | Path, audio: AudioTrack | None, driving_video: str | Path | None, fps: float,
-                     work: Path, t0: float) -> dict:
-        stores: list[FrameFile] = []
-        try:
-            if driving_video is not None:
-                drive = load_video(driving_video, work, "drive")
-                stores.append(drive)
-                n = len(drive)
-                drive_aligns, _ = self._track((drive[i] for i in range(n)), "the driving video")  # gaps: filled
-                words = self._chunked("Ev_w", self._crops(drive, drive_aligns), n)
-            else:
-                n = int(audio.samples / SAMPLE_RATE * MODEL_FPS)  # audio is set: only a driving video may lack it
-                if n < 1:
-                    raise GenerateError(f"audio is {audio.samples / SAMPLE_RATE * 1000:.0f} ms long: "
-                                        "shorter than one frame (40 ms)")
-                words = self._chunked("Ea_w", self._mfcc(audio.read), n)
-            first, words = _peek(words)
-            landmarks = self.warp_landmarks(photo) if photo is not None else None
-            if landmarks is not None and (self.options.finetune_steps or self.options.word_scale != 1.0):
-                log.warning("--finetune-steps and --word-scale tune G, which the photo's lip warp does not use")
-            if photo is not None:
-                ref_crop = cut(photo, align)
-                frames = self.render_photo(photo, align, words, landmarks)
-            else:  # loop the face video back and forth to cover the audio (as Wav2Lip does)
-                face = load_video(face_path, work, "face")
-                stores.append(face)
-                aligns, unchanged = self._track((face[i] for i in range(len(face))), "the face input")
-                if unchanged:
-                    log.warning("the face input: those frames pass through unchanged")
-                ref_crop = cut(face[0], aligns[0])
-                m = len(face)
-                pingpong = np.r_[np.arange(m), np.arange(m - 2, 0, -1)] if m > 2 else np.arange(m)
-                frames = self.render_video(face, pingpong[np.arange(n) % len(pingpong)], aligns, words, unchanged)
-            n_out = n if fps == MODEL_FPS else max(1, int(round(n / MODEL_FPS * fps)))
-            if fps != MODEL_FPS:
-                frames = resample_stream(frames, MODEL_FPS, fps, n_out)
-            stop = int(round(n / MODEL_FPS * SAMPLE_RATE))
-            frames = encodable(frames, n_out, self.progress)
-            with nullcontext() if landmarks is not None else self.adapted(ref_crop, first[0]):
-                try:
-                    write_mp4(out, frames, fps=int(round(fps)), audio=audio.chunks(stop) if audio else None,
-                              sample_rate=SAMPLE_RATE)
-                except OSError as e:
-                    raise GenerateError(f"cannot write {out}: {e}") from None
-        finally:
-            for s in stores:
-                s.close()
-        self.timing.frames += n
-        self.timing.total_s += time.perf_counter() - t0
-        return {"out": str(out), "frames": n_out, "fps": fps, "seconds": round(n / MODEL_FPS, 3),
-                "mode": "video" if driving_video is not None else "audio"}
-
-
-def _peek(chunks: Iterable[torch.Tensor]) -> tuple[torch.Tensor, Iterator[torch.Tensor]]:
-    """The first chunk of a stream, and the whole stream again."""
-    it = iter(chunks)
-    first = next(it)
-    return first, itertools.chain([first], it)
+        """Write ``out`` (mp4): the face (a photo or a video) saying the audio, or mimicking the driving
+        video (:func:`davs.inference.generate.generate`)."""
+        return run_request(self, face_path, out, audio_path, driving_video, fps)
 
 
 def _batches(words: torch.Tensor | Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor]:
