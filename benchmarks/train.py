@@ -28,19 +28,24 @@ import time
 from pathlib import Path
 
 import torch
-from common import ROOT, device_name, shards_for
+from common import PARAMS, ROOT, device_name, shards_for
 
-from davs.data.spec import DataSpec, model_config_for
+from davs.config import DataSpec, DAVSConfig, LoopConfig
+from davs.data.spec import model_config_for
 from davs.devices import cpu_has_bf16_units
-from davs.models import DAVSConfig
 from davs.training import distributed as D
-from davs.training.loop import LoopConfig, train, weighted_total
+from davs.training.loop import train, weighted_total
 from davs.training.runners import train_streams
 from davs.training.tasks import DisentTask, GenTask, JointTask
+from pipeline import stages as st
+from pipeline.params import config
 
-PRESETS = {"small": DAVSConfig(), "davs": DAVSConfig.davs_size(),  # ours; and the paper variant (model.variant: paper)
-           "paper-small": DAVSConfig(variant="paper", window=6, gen_conceal=False), "paper": DAVSConfig.davs_size(variant="paper")}
-TASKS = {"joint": JointTask, "disent": DisentTask, "gen": GenTask}
+SMALL = DAVSConfig(**st.model_sizes(PARAMS), num_words=500, num_ids=1000)  # the pipeline's model (counts: the data's)
+PRESETS = {"small": SMALL, "davs": DAVSConfig.davs_size(),  # ours; and the paper variant (model.variant: paper)
+           "paper-small": dataclasses.replace(SMALL, variant="paper", window=6, gen_conceal=False),
+           "paper": DAVSConfig.davs_size(variant="paper")}
+TASKS = {"joint": (JointTask, st.joint_hparams), "disent": (DisentTask, st.disent_hparams),
+         "gen": (GenTask, st.gen_hparams)}
 MATMUL_CONV = ("conv", "mm", "matmul", "linear", "gemm", "cudnn", "sm80", "sm90", "cutlass", "xmma")
 
 
@@ -97,15 +102,17 @@ def main() -> None:
         preset = dataclasses.replace(preset, image_size=args.image_size)
     lrw, celeb = (map(Path, args.shards) if args.shards
                   else shards_for(preset.image_size, ROOT / args.corpus, ROOT / args.cache))
-    data = DataSpec(str(lrw), str(celeb), batch_size=args.batch_size,
-                    id_batch_size=args.id_batch_size or 2 * args.batch_size, num_workers=args.workers)
+    data = config(DataSpec, PARAMS.data, PARAMS.joint, lrw_dir=str(lrw), celeb_dir=str(celeb), batch_size=args.batch_size,
+                  id_batch_size=args.id_batch_size or 2 * args.batch_size, num_workers=args.workers, rest_ref_prob=0.0)
     sizes = {k: v for k, v in preset.to_dict().items() if k not in ("num_words", "num_ids", "num_speakers")}
     cfg = model_config_for(data, **{**sizes, "mouth_box": tuple(sizes["mouth_box"])})
     torch.manual_seed(0)
-    task = TASKS[args.stage](cfg)
+    make_task, hparams = TASKS[args.stage]
+    task = make_task(cfg, hparams(PARAMS))
     per_step: list[dict] = []
-    loop = LoopConfig(steps=args.warmup + args.steps, amp=not args.no_amp, amp_on_cpu=cpu_has_bf16_units(),
-                      compile=args.compile, log_every=1, val_every=10**9, checkpoint=None, weight_decay=1e-4, grad_clip=5.0)
+    loop = config(LoopConfig, PARAMS.joint, steps=args.warmup + args.steps, amp=not args.no_amp,
+                  amp_on_cpu=cpu_has_bf16_units(), compile=args.compile, log_every=1, val_every=10**9, checkpoint=None,
+                  weight_decay=1e-4, grad_clip=5.0)
     bf16 = loop.amp and (dev.type == "cuda" or loop.amp_on_cpu)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)

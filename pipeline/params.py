@@ -1,28 +1,51 @@
-"""``params.yaml``: one section per stage, validated on load into typed config objects.
+"""``params.yaml``: one section per stage, validated on load; the library's configs built from it.
 
-Every tunable of the project lives in ``params.yaml``. :func:`load_params` validates the whole file:
-an unknown key, a missing key or a value of the wrong type raises :class:`ParamsError` naming the key
-(``gen.l1_weight: Input should be a valid number``). Only ``pipeline/`` reads this file; ``davs/``
-receives plain values and dataclasses.
+Every tunable of the project lives in ``params.yaml``, and each is a field of the library config that uses
+it (``gen.l1_weight`` is :class:`davs.config.GenHParams`'s ``l1_weight``): its type, bounds and
+comment are written there once (:mod:`davs.config`), its value in ``params.yaml``, nowhere else. The schema
+of each section is read from those dataclasses (:func:`settings_of`), and :func:`config` builds them by
+name, so adding a setting is a field and a line of ``params.yaml``; the pipeline's own keys (paths, the
+judges' clip budget, the evaluation's) are declared in :func:`_schema`. :func:`load_params` validates the whole file: an
+unknown key, a missing key or a value of the wrong type raises :class:`ParamsError` naming the key
+(``gen.l1_weight: Input should be a valid number``). Only ``pipeline/`` reads this file; ``davs/`` receives
+plain values and dataclasses.
 """
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields, is_dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, get_type_hints
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from davs.config import (
+    CelebIngestConfig,
+    CorpusSpec,
+    DataSpec,
+    DAVSConfig,
+    DisentHParams,
+    GenHParams,
+    JointHParams,
+    JudgeConfig,
+    LipHeadConfig,
+    LoopConfig,
+    LRWIngestConfig,
+)
+from davs.config.types import NonNeg, Pos, PosF
 
 PARAMS_FILE = Path("params.yaml")
 LRW_CLIP_FRAMES = 29  # every LRW clip (1.16 s at 25 fps); tests/test_params.py checks it against davs
 LRW_FRAME_SIZE = 256  # LRW frames are 256 x 256
 
-Pos = Annotated[int, Field(gt=0)]
-NonNeg = Annotated[int, Field(ge=0)]
-PosF = Annotated[float, Field(gt=0)]
-NonNegF = Annotated[float, Field(ge=0)]
-Frac = Annotated[float, Field(ge=0, le=1)]
+# The settings several stages share; they live in data.*, every other setting in its stage's section.
+DATA_KEYS = ("image_size", "crop_box", "face_align", "mouth_box", "num_frames", "frame_offset", "mfcc_frames",
+             "mfcc_coeffs", "mfcc_recipe")
+# fields of the library's configs that are not settings: DAVSConfig's class counts (from the shards) and
+# DataSpec's shard directories (the pipeline's paths)
+FROM_SHARDS = ("num_words", "num_ids")
+SHARD_DIRS = ("lrw_dir", "celeb_dir")
 
 
 class ParamsError(ValueError):
@@ -33,166 +56,82 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
-class DataParams(_Section):
-    corpus_dir: str  # where `davs synth` writes the embedded corpus
-    lrw_root: str  # a real `lipread_mp4/`; "" = the embedded corpus
-    msceleb_tsv: str  # a real MS-Celeb TSV (or MS1M `train.rec`); "" = the embedded corpus
-    shards_dir: str
-    image_size: Pos
-    crop_box: tuple[NonNeg, NonNeg, Pos]  # (top, left, size) on the source frame
-    face_align: Literal["fixed", "landmarks"]  # LRW ingestion: crop_box on every frame, or dlib landmarks
-    mouth_box: tuple[Frac, Frac, Frac, Frac]  # (y0, x0, y1, x1) relative to the crop
-    num_frames: Pos  # frames per clip used for training (DAVS: 25)
-    frame_offset: NonNeg  # first frame used (DAVS: 2)
-    mfcc_frames: Pos
-    mfcc_coeffs: Pos
-    mfcc_recipe: Literal["torchaudio", "syncnet"]  # davs.data.features: ours, or the official DAVS / SyncNet one
+def settings_of(cls: type, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The settings of a library config dataclass: its fields without a default (a field with one is
+    plumbing), with their annotated types, as pydantic field definitions."""
+    hints = get_type_hints(cls, include_extras=True)
+    out = {}
+    for f in fields(cls):
+        plumbing = f.default is not MISSING or f.default_factory is not MISSING or is_dataclass(hints[f.name])
+        chosen = f.name in only if only is not None else f.name not in (*DATA_KEYS, *skip)
+        if not plumbing and chosen:
+            out[f.name] = (hints[f.name], ...)
+    return out
 
 
-class SynthParams(_Section):
-    seed: int
-    num_words: Pos
-    speakers: Pos
-    test_only_speakers: NonNeg
-    train_per_word: Pos
-    val_per_word: Pos
-    test_per_word: Pos
-    msceleb_identities: Pos
-    msceleb_images: Pos
-    jitter: NonNegF
-    snr_db: tuple[float, float]
-    workers: NonNeg
+def section(name: str, *sources: dict[str, Any]) -> type[_Section]:
+    """A section's schema: the union of its sources' settings (a key two sources share must have one type)."""
+    merged: dict[str, Any] = {}
+    for src in sources:
+        for key, spec in src.items():
+            if key in merged and merged[key] != spec:
+                raise TypeError(f"{name}.{key}: two library configs give it different types "
+                                f"({merged[key][0]} and {spec[0]})")
+            merged[key] = spec
+    return create_model(name, __base__=_Section, **merged)
 
 
-class IngestParams(_Section):
-    workers: NonNeg  # 0 = all cores
-    max_bad_fraction: Frac  # fail the stage when more than this fraction of inputs is bad
-    frame_format: Literal["jpg", "npy"]
-    jpeg_quality: Annotated[int, Field(ge=1, le=100)]
-    shard_max_samples: Pos
-    msceleb_shard_max_samples: Pos  # a face is about 1/25 of a clip's bytes: fuller shards
-    min_shards: Pos  # per split: at least dataloader workers x ranks
-    max_clips_per_word: NonNeg  # 0 = all
-    msceleb_min_per_identity: Pos
-    msceleb_max_per_identity: Pos
-    msceleb_val_per_identity: NonNeg
-    msceleb_test_per_identity: NonNeg
+def _schema() -> dict[str, type[_Section]]:
+    return {
+        "data": section("DataParams", {  # the pipeline's paths
+            "corpus_dir": (str, ...),  # where `davs synth` writes the embedded corpus
+            "lrw_root": (str, ...),  # a real `lipread_mp4/`; "" = the embedded corpus
+            "msceleb_tsv": (str, ...),  # a real MS-Celeb TSV (or MS1M `train.rec`); "" = the embedded corpus
+            "shards_dir": (str, ...),
+        }, *(settings_of(c, only=DATA_KEYS) for c in (LRWIngestConfig, DAVSConfig, DataSpec, JudgeConfig))),
+        "synth": section("SynthParams", settings_of(CorpusSpec)),
+        "ingest": section("IngestParams", settings_of(LRWIngestConfig), settings_of(CelebIngestConfig)),
+        "model": section("ModelParams", settings_of(DAVSConfig, skip=FROM_SHARDS)),
+        "joint": section("JointParams", settings_of(LoopConfig), settings_of(JointHParams),
+                         settings_of(DataSpec, skip=(*SHARD_DIRS, "rest_ref_prob"))),
+        "disent": section("DisentParams", settings_of(LoopConfig), settings_of(DisentHParams),
+                          settings_of(DataSpec, skip=(*SHARD_DIRS, "rest_ref_prob"))),
+        "gen": section("GenParams", settings_of(LoopConfig), settings_of(GenHParams),
+                       settings_of(DataSpec, skip=(*SHARD_DIRS, "id_batch_size"))),  # gen reads no faces
+        "judges": section("JudgesParams", settings_of(JudgeConfig), {
+            "max_clips": (NonNeg, ...),  # train clips the judges learn from; 0 = all
+        }),
+        "lips": section("LipsParams", settings_of(LipHeadConfig), {
+            "batch_size": (Pos, ...),  # clips per batch while extracting word features
+        }),
+        "eval": section("EvalParams", {
+            "batch_size": (Pos, ...),
+            "probe_c": (PosF, ...),  # inverse regularisation of the logistic-regression probes
+            "num_samples": (NonNeg, ...),  # mp4 samples written to reports/samples
+            "grid_rows": (Pos, ...),
+        }),
+    }
 
 
-class ModelParams(_Section):
-    feat_dim: Pos  # word and identity feature size (DAVS: 256)
-    width: Pos  # base channel width of the encoders
-    gen_width: Pos  # base channel width of the generator
-    disc_width: Pos  # base channel width of the discriminators
-    window: Pos  # consecutive frames seen by the temporal discriminator
-    audio_conditioned_disc: bool
-    variant: Literal["davs", "paper"]  # ours, or the official DAVS's networks (davs.models.build)
-    dis_frames: Pos  # paper variant: consecutive frames its Cw_p reads (official: 20)
-    gen_conceal: bool  # G's reference has its mouth concealed, so G draws every mouth (davs.models.generator)
-    identity_rank: NonNeg  # identity directions the word encoders' last layer removes (davs.models.identity_nuisance)
+SECTIONS = _schema()
+Params = create_model("Params", __base__=_Section, seed=(int, ...), **{k: (v, ...) for k, v in SECTIONS.items()})
 
 
-class _TrainCommon(_Section):
-    steps: Pos
-    batch_size: Pos
-    lr: PosF
-    weight_decay: NonNegF
-    optimizer: Literal["adamw", "adam"]
-    grad_clip: NonNegF  # 0 = off
-    num_workers: NonNeg
-    log_every: Pos
-    val_every: Pos
-    ckpt_every: Pos
-    amp: bool  # bf16 autocast on CUDA and on a CPU with AMX (fp32 on other CPUs)
-    compile: bool  # torch.compile the modules
-
-
-class JointParams(_TrainCommon):
-    id_batch_size: Pos
-    contrastive_weight: NonNegF  # clip-level contrastive loss (margin) on pooled audio / video word features
-    frame_sync_weight: NonNegF  # frame-level audio-visual synchronisation (InfoNCE) of per-frame word features
-    margin: PosF
-    contrastive_form: Literal["davs", "paper"]  # ours (pooled, negatives across words) or the official L2 contrastive
-    domain_weight: NonNegF
-    domain_loss: Literal["confusion", "flip"]  # ours (probability to 1/2) or the official DAVS (flipped-label BCE)
-    identity_weight: NonNegF
-    warmup_steps: NonNeg  # contrastive and domain terms ramp in over these steps
-
-
-class DisentParams(_TrainCommon):
-    id_batch_size: Pos
-    dis_lr: PosF
-    uniform_weight: NonNegF
-    uniform_form: Literal["davs", "paper"]  # ours (summed over classes, x C) or the official (mean per element)
-    keep_weight: NonNegF  # weight of the stage-1 losses that keep the embedding
-    dis_steps: Pos  # dis-classifier updates per encoder update
-    dis_memory: Pos  # the dis-classifiers train on the features of the last dis_memory steps
-    identity_ridge: PosF  # model.identity_rank's subspace: ridge of its reduced-rank regression from identity vectors
-    identity_clips: Pos  # ... fitted on this many training clips after the last step
-    head_steps: NonNeg  # then Cw refitted for this many steps on the features with the subspace removed
-    head_lr: PosF
-    clip_id_weight: NonNegF  # the label-free adversary: the clip's own identity read from its word features (0 = off)
-    clip_id_memory: Pos  # ... by a ridge regression on the pooled features of the last clip_id_memory steps
-    clip_id_ridge: PosF  # ... its ridge, relative to the standardised features' unit variance
-    clip_id_clusters: NonNeg  # ... its target: k-means pseudo-speakers of the identity vectors (0: the vectors)
-
-
-class GenParams(_TrainCommon):
-    d_lr: PosF
-    rest_ref_prob: Frac  # chance a training reference frame is drawn from outside the word (a mouth at rest)
-    l1_weight: NonNegF
-    mouth_weight: NonNegF
-    gan_weight: NonNegF
-    lip_weight: NonNegF  # lip-feature loss through the frozen video word encoder (0 = off)
-    mask_weight: NonNegF  # attention-mask penalty on the mouth box (0 = off)
-    sync_gan_weight: NonNegF  # the discriminator's audio-conditioned mouth head (0 = off)
-    smooth_weight: NonNegF  # official DAVS: L1 between consecutive audio-driven frames outside the mouth (0 = off)
-    soft_labels: Frac  # official DAVS: the discriminator's labels softened by up to this much (0 = hard)
-    train_encoders: bool  # official DAVS: train the encoders and Cw end to end with G (joint's and disent's losses)
-    embed_weight: NonNegF  # end to end: weight of the word cross-entropies and contrastive loss
-
-
-class JudgesParams(_Section):
-    seed: int  # the judges' own seed, not the pipeline's
-    width: Pos
-    embed_dim: Pos  # SyncNet embedding size
-    stack: Pos  # SyncNet: consecutive mouth frames per video input
-    max_shift: Pos  # SyncNet: audio offsets searched, +/- frames (Wav2Lip: 15 at 25 fps; 7 fits LRW's 29 frames)
-    margin: NonNeg  # ROI shift augmentation, pixels
-    mouth_steps: Pos
-    mouth_batch: Pos
-    sync_steps: Pos
-    sync_batch: Pos
-    lr: PosF
-    temperature: PosF
-    max_clips: NonNeg  # train clips the judges learn from; 0 = all
-
-
-class LipsParams(_Section):
-    context: NonNeg  # word-feature frames either side the lip head reads
-    ridge: PosF  # the ridge fit's L2 penalty, relative to the features' mean variance
-    batch_size: Pos  # clips per batch while extracting word features
-
-
-class EvalParams(_Section):
-    batch_size: Pos
-    probe_c: PosF  # inverse regularisation of the logistic-regression probes
-    num_samples: NonNeg  # mp4 samples written to reports/samples
-    grid_rows: Pos
-
-
-class Params(_Section):
-    seed: int
-    data: DataParams
-    synth: SynthParams
-    ingest: IngestParams
-    model: ModelParams
-    joint: JointParams
-    disent: DisentParams
-    gen: GenParams
-    judges: JudgesParams
-    lips: LipsParams
-    eval: EvalParams
+def config(cls: type, *sections: BaseModel, **given: Any) -> Any:
+    """A library config from params: each field from ``given``, else from the first section with a key of
+    its name; a field none has keeps its default (plumbing), a setting none has is a missing-argument error."""
+    values = {}
+    for f in fields(cls):
+        if f.name in given:
+            values[f.name] = given.pop(f.name)
+            continue
+        for s in sections:
+            if f.name in type(s).model_fields:
+                values[f.name] = getattr(s, f.name)
+                break
+    if given:
+        raise TypeError(f"{cls.__name__} has no field {sorted(given)}")
+    return cls(**values)
 
 
 def _fmt(err: ValidationError) -> str:

@@ -10,15 +10,24 @@ import logging
 import os
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
+from davs.config import (
+    CelebIngestConfig,
+    CorpusSpec,
+    DataSpec,
+    DAVSConfig,
+    DisentHParams,
+    GenHParams,
+    JointHParams,
+    JudgeConfig,
+    LipHeadConfig,
+    LoopConfig,
+    LRWIngestConfig,
+)
 from pipeline import paths
-from pipeline.params import Params
-
-if TYPE_CHECKING:
-    from davs.training.tasks import GenHParams
+from pipeline.params import DATA_KEYS, FROM_SHARDS, Params, config, settings_of
 
 log = logging.getLogger("davs")
 
@@ -56,41 +65,15 @@ def synth(p: Params) -> dict:
 
 
 def corpus_spec(p: Params):
-    from davs.synth.corpus import CorpusSpec
-
-    s = p.synth
-    return CorpusSpec(
-        seed=s.seed, num_words=s.num_words, speakers=s.speakers, test_only_speakers=s.test_only_speakers,
-        train_per_word=s.train_per_word, val_per_word=s.val_per_word, test_per_word=s.test_per_word,
-        msceleb_identities=s.msceleb_identities, msceleb_images=s.msceleb_images, jitter=s.jitter,
-        snr_db=tuple(s.snr_db), workers=s.workers,
-    )
+    return config(CorpusSpec, p.synth)
 
 
 def lrw_ingest_config(p: Params):
-    from davs.data.ingest_lrw import LRWIngestConfig
-
-    i = p.ingest
-    return LRWIngestConfig(
-        crop_box=tuple(p.data.crop_box), face_align=p.data.face_align, image_size=p.data.image_size,
-        mfcc_frames=p.data.mfcc_frames, mfcc_coeffs=p.data.mfcc_coeffs, mfcc_recipe=p.data.mfcc_recipe,
-        frame_format=i.frame_format, jpeg_quality=i.jpeg_quality,
-        shard_max_samples=i.shard_max_samples, min_shards=i.min_shards, max_clips_per_word=i.max_clips_per_word,
-        max_bad_fraction=i.max_bad_fraction, workers=i.workers,
-    )
+    return config(LRWIngestConfig, p.data, p.ingest)
 
 
 def celeb_ingest_config(p: Params):
-    from davs.data.ingest_msceleb import CelebIngestConfig
-
-    i = p.ingest
-    return CelebIngestConfig(
-        image_size=p.data.image_size, jpeg_quality=i.jpeg_quality, min_per_identity=i.msceleb_min_per_identity,
-        max_per_identity=i.msceleb_max_per_identity, val_per_identity=i.msceleb_val_per_identity,
-        test_per_identity=i.msceleb_test_per_identity,
-        shard_max_samples=i.msceleb_shard_max_samples,
-        min_shards=i.min_shards, max_bad_fraction=i.max_bad_fraction, workers=i.workers,
-    )
+    return config(CelebIngestConfig, p.data, p.ingest)
 
 
 def ingest_lrw(p: Params) -> dict:
@@ -109,15 +92,7 @@ def ingest_msceleb(p: Params) -> dict:
 
 
 def judges_config(p: Params):
-    from davs.judges.train import JudgeConfig
-
-    j = p.judges
-    return JudgeConfig(
-        seed=j.seed, image_size=p.data.image_size, mouth_box=tuple(p.data.mouth_box), margin=j.margin, width=j.width,
-        embed_dim=j.embed_dim, stack=j.stack, max_shift=j.max_shift, mouth_steps=j.mouth_steps,
-        mouth_batch=j.mouth_batch, sync_steps=j.sync_steps, sync_batch=j.sync_batch, lr=j.lr,
-        temperature=j.temperature,
-    )
+    return config(JudgeConfig, p.data, p.judges)
 
 
 def judges(p: Params) -> dict:
@@ -132,26 +107,17 @@ def judges(p: Params) -> dict:
 
 
 def data_spec(p: Params, stage: str):
-    from davs.data.spec import DataSpec
-
+    """What a stage reads; gen reads no faces and is the one stage drawing reference frames at rest."""
     s = getattr(p, stage)
-    id_batch = {"joint": p.joint.id_batch_size, "disent": p.disent.id_batch_size}  # the stages that read faces
-    return DataSpec(
-        lrw_dir=str(paths.lrw_shards(p)), celeb_dir=str(paths.celeb_shards(p)), num_frames=p.data.num_frames,
-        frame_offset=p.data.frame_offset, batch_size=s.batch_size,
-        id_batch_size=id_batch.get(stage, s.batch_size), num_workers=s.num_workers, seed=p.seed,
-        rest_ref_prob=p.gen.rest_ref_prob if stage == "gen" else 0.0,  # only gen draws reference frames
-    )
+    extra = {"id_batch_size": s.batch_size} if stage == "gen" else {"rest_ref_prob": 0.0}
+    return config(DataSpec, p.data, s, lrw_dir=str(paths.lrw_shards(p)), celeb_dir=str(paths.celeb_shards(p)),
+                  seed=p.seed, **extra)
 
 
 def model_sizes(p: Params) -> dict:
     """The DAVSConfig fields params.yaml sets (the class counts come from the shards)."""
-    m = p.model
-    return dict(image_size=p.data.image_size, feat_dim=m.feat_dim, width=m.width, gen_width=m.gen_width,
-                disc_width=m.disc_width, mfcc_frames=p.data.mfcc_frames, mfcc_coeffs=p.data.mfcc_coeffs,
-                mfcc_recipe=p.data.mfcc_recipe, window=m.window, audio_conditioned_disc=m.audio_conditioned_disc, mouth_box=tuple(p.data.mouth_box),
-                variant=m.variant, dis_frames=m.dis_frames, gen_conceal=m.gen_conceal,
-                identity_rank=m.identity_rank)
+    keys = set(settings_of(DAVSConfig, only=DATA_KEYS)) | set(settings_of(DAVSConfig, skip=FROM_SHARDS))
+    return {k: getattr(p.data if k in DATA_KEYS else p.model, k) for k in keys}
 
 
 def model_config(p: Params):
@@ -163,15 +129,10 @@ def model_config(p: Params):
 def loop_config(p: Params, stage: str):
     """The stage's loop; ``amp`` autocasts to bf16 on CUDA, and on a CPU with bf16 units (AMX) too."""
     from davs.devices import cpu_has_bf16_units
-    from davs.training.loop import LoopConfig
 
     s = getattr(p, stage)
-    return LoopConfig(
-        steps=s.steps, optimizer=s.optimizer, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
-        log_every=s.log_every, val_every=s.val_every, ckpt_every=s.ckpt_every, amp=s.amp,
-        amp_on_cpu=s.amp and cpu_has_bf16_units(), compile=s.compile, seed=p.seed,
-        checkpoint=str(paths.CHECKPOINTS / stage / "last.pt"),
-    )
+    return config(LoopConfig, s, amp_on_cpu=s.amp and cpu_has_bf16_units(), seed=p.seed,
+                  checkpoint=str(paths.CHECKPOINTS / stage / "last.pt"))
 
 
 class LiveCallback:
@@ -194,37 +155,16 @@ class LiveCallback:
 
 
 def joint_hparams(p: Params):
-    from davs.training.tasks import JointHParams
-
-    j = p.joint
-    return JointHParams(lr=j.lr, contrastive=j.contrastive_weight, frame_sync=j.frame_sync_weight, margin=j.margin,
-                        contrastive_form=j.contrastive_form, domain=j.domain_weight, domain_loss=j.domain_loss, identity=j.identity_weight, warmup_steps=j.warmup_steps)
+    return config(JointHParams, p.joint)
 
 
 def disent_hparams(p: Params):
-    from davs.training.tasks import DisentHParams
-
-    d = p.disent
-    return DisentHParams(lr=d.lr, dis_lr=d.dis_lr, uniform=d.uniform_weight, keep=d.keep_weight,
-                         margin=p.joint.margin, contrastive_form=p.joint.contrastive_form, uniform_form=d.uniform_form, frame_sync=p.joint.frame_sync_weight, dis_steps=d.dis_steps,
-                         dis_memory=d.dis_memory, identity_ridge=d.identity_ridge,
-                         identity_clips=d.identity_clips, head_steps=d.head_steps, head_lr=d.head_lr,
-                         clip_id=d.clip_id_weight, clip_id_memory=d.clip_id_memory, clip_id_ridge=d.clip_id_ridge,
-                         clip_id_clusters=d.clip_id_clusters)
+    return config(DisentHParams, p.disent, joint=joint_hparams(p))
 
 
 def gen_hparams(p: Params) -> GenHParams:
-    """The gen stage's loss weights and learning rates from params."""
-    from davs.training.tasks import GenHParams
-
-    g = p.gen
-    j, d = p.joint, p.disent
-    return GenHParams(lr=g.lr, d_lr=g.d_lr, l1=g.l1_weight, mouth=g.mouth_weight, gan=g.gan_weight,
-                      lip=g.lip_weight, mask=g.mask_weight, sync_gan=g.sync_gan_weight, smooth=g.smooth_weight,
-                      soft_labels=g.soft_labels, train_encoders=g.train_encoders, embed=g.embed_weight,
-                      contrastive=j.contrastive_weight, contrastive_form=j.contrastive_form,
-                      frame_sync=j.frame_sync_weight, margin=j.margin, domain=j.domain_weight,
-                      domain_loss=j.domain_loss, uniform=d.uniform_weight, uniform_form=d.uniform_form)
+    """The gen stage's loss weights and learning rates; end to end, the earlier stages' losses too."""
+    return config(GenHParams, p.gen, disent=disent_hparams(p))
 
 
 def train(p: Params, stage: str, device: str = "auto") -> dict:
@@ -264,7 +204,7 @@ def lips(p: Params) -> dict:
     from davs.models import load_nets
     from davs.models.lip_head import save_lip_head
     from davs.synth.corpus import read_mouth_states
-    from davs.training.lip_head import LipHeadConfig, fit_lip_head, score_lip_head, word_features
+    from davs.training.lip_head import fit_lip_head, score_lip_head, word_features
 
     torch.manual_seed(p.seed)
     states_file = paths.mouth_states(p)
@@ -280,7 +220,7 @@ def lips(p: Params) -> dict:
     window = model_config(p).window
     feats = {split: word_features(nets, eval_loaders(data, window, split, ("lrw",))["lrw"](), states,
                                   p.data.frame_offset, dev) for split in ("train", "val")}
-    head = fit_lip_head(feats["train"], LipHeadConfig(context=p.lips.context, ridge=p.lips.ridge))
+    head = fit_lip_head(feats["train"], config(LipHeadConfig, p.lips))
     report = {k: round(v, 5) for k, v in score_lip_head(head, feats["val"]).items()}
     save_lip_head(head, paths.model_file("lips"), report)
     atomic_write_text(paths.REPORTS / "lips.json", json.dumps(report, indent=2) + "\n")

@@ -9,15 +9,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from davs.data.ingest_lrw import LRWIngestConfig, ingest_lrw
-from davs.data.ingest_msceleb import CelebIngestConfig, ingest_msceleb
+from davs.data.ingest_lrw import ingest_lrw
+from davs.data.ingest_msceleb import ingest_msceleb
 from davs.resources import lrw_words
-from davs.synth.corpus import CorpusSpec, generate
+from davs.synth.corpus import generate
+
+from . import configs
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = CorpusSpec(seed=3, num_words=3, speakers=3, test_only_speakers=1, train_per_word=6, val_per_word=2,
-                  test_per_word=3, msceleb_identities=4, msceleb_images=8, workers=1,
-                  words=("ABOUT", "MONEY", "SCHOOL"))
+TINY = configs.corpus(seed=3, num_words=3, speakers=3, test_only_speakers=1, train_per_word=6, val_per_word=2,
+                      test_per_word=3, msceleb_identities=4, msceleb_images=8, workers=1,
+                      words=("ABOUT", "MONEY", "SCHOOL"))
 
 torch.set_num_threads(2)
 logging.getLogger("davs").setLevel(logging.INFO)
@@ -33,9 +35,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # One worker: in this process (a pool of spawned workers costs ~4 s to start per call, 8x the work here).
 # The tests that are about worker processes ask for them (test_shard_set_identity_depends_only_on_the_data,
 # the ingestion SIGKILL / SIGTERM tests, test_corpus_is_identical_across_runs_with_worker_processes).
-LRW_CFG = LRWIngestConfig(image_size=32, shard_max_samples=8, min_shards=2, workers=1)
-CELEB_CFG = CelebIngestConfig(image_size=32, min_per_identity=5, val_per_identity=2, test_per_identity=2,
-                              shard_max_samples=8, min_shards=2, workers=1)
+LRW_CFG = configs.lrw_ingest(image_size=32, shard_max_samples=8, min_shards=2, workers=1)
+CELEB_CFG = configs.celeb_ingest(image_size=32, msceleb_min_per_identity=5, msceleb_val_per_identity=2,
+                                 msceleb_test_per_identity=2, msceleb_shard_max_samples=8, min_shards=2, workers=1)
 
 
 @pytest.fixture(scope="session")
@@ -48,13 +50,11 @@ def shards(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 CPU = torch.device("cpu")
-SIZES = dict(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, window=3, identity_rank=4)
+SIZES = configs.sizes(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, window=3, identity_rank=4)
 
 
 def tiny_data(shards: Path, **kw):
-    from davs.data.spec import DataSpec
-
-    return DataSpec(str(shards / "lrw"), str(shards / "msceleb"), batch_size=4, id_batch_size=8, num_workers=0, **kw)
+    return configs.data(shards / "lrw", shards / "msceleb", **{"batch_size": 4, "id_batch_size": 8, "num_workers": 0, **kw})
 
 
 @pytest.fixture(scope="session")
@@ -64,21 +64,20 @@ def tiny_models(shards: Path, corpus: Path, tmp_path_factory: pytest.TempPathFac
 
     from davs.data.spec import model_config_for
     from davs.judges.data import load_clips
-    from davs.judges.train import JudgeConfig, train_judges
-    from davs.training.loop import LoopConfig
+    from davs.judges.train import train_judges
     from davs.training.runners import run_disent, run_gen, run_joint
-    from davs.training.tasks import DisentHParams, GenHParams, JointHParams
 
     out = tmp_path_factory.mktemp("models")
     data = tiny_data(shards)
     cfg = model_config_for(data, **SIZES)
-    loop = LoopConfig(steps=6, log_every=3, val_every=6, ckpt_every=3)
+    loop = configs.loop(steps=6, log_every=3, val_every=6, ckpt_every=3, weight_decay=0.0, grad_clip=0.0)
     logged: list = []
-    m1 = run_joint(data, cfg, loop, JointHParams(), out / "joint.pt", CPU, lambda s, m: logged.append((s, m)))
-    m2 = run_disent(data, cfg, replace(loop), DisentHParams(head_steps=3), out / "joint.pt", out / "disent.pt", CPU)
-    m3 = run_gen(data, cfg, replace(loop, optimizer="adam"), GenHParams(lip=1.0, mask=0.1, sync_gan=0.1), out / "disent.pt",
-                 out / "gen.pt", CPU)
-    judges = JudgeConfig(image_size=32, width=8, embed_dim=16, mouth_steps=5, sync_steps=5, sync_batch=8, mouth_batch=16)
+    m1 = run_joint(data, cfg, loop, configs.joint(), out / "joint.pt", CPU, lambda s, m: logged.append((s, m)))
+    m2 = run_disent(data, cfg, replace(loop), configs.disent(head_steps=3), out / "joint.pt", out / "disent.pt", CPU)
+    m3 = run_gen(data, cfg, replace(loop, optimizer="adam"),
+                 configs.gen(lip_weight=1.0, mask_weight=0.1, sync_gan_weight=0.1), out / "disent.pt", out / "gen.pt", CPU)
+    judges = configs.judges(image_size=32, width=8, embed_dim=16, mouth_steps=5, sync_steps=5, sync_batch=8,
+                            mouth_batch=16)
     clips = load_clips(shards / "lrw", "train", 32, judges.mouth_box, judges.margin,
                        corpus / "lipread_mp4" / "mouth_states.csv")
     train_judges(clips, judges, out / "judges.pt")

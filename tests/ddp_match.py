@@ -11,11 +11,12 @@ from pathlib import Path
 import torch
 
 from davs.data.loader import LRWDecode, make_loader
-from davs.data.spec import DataSpec, model_config_for
+from davs.data.spec import model_config_for
 from davs.training import distributed as D
-from davs.training.loop import LoopConfig, train
+from davs.training.loop import train
 from davs.training.streams import Stream
-from davs.training.tasks import GenHParams, GenTask
+from davs.training.tasks import GenTask
+from tests import configs
 
 GLOBAL_BATCH = 4
 
@@ -26,8 +27,9 @@ def main() -> None:
     if os.environ.get("DDP_MATCH_BREAK"):  # for checking the test: ranks step on their own gradients
         D.allreduce_grads = lambda params: None
     torch.set_num_threads(1)
-    data = DataSpec(lrw, celeb, num_workers=0)
-    cfg = model_config_for(data, image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, window=3)
+    data = configs.data(lrw, celeb, num_workers=0)
+    cfg = model_config_for(data, **configs.sizes(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8,
+                                                 window=3))
     loader, _ = make_loader(f"{lrw}/val-*.tar", LRWDecode(25, 2, 3, 7, None, True), batch_size=GLOBAL_BATCH,
                             train=False, num_samples=GLOBAL_BATCH)
     batch = next(iter(loader))  # the same fixed global batch in every process
@@ -35,8 +37,8 @@ def main() -> None:
     mine = {k: v[rank * per : (rank + 1) * per] for k, v in batch.items()}
     steps = [mine, mine]  # two steps: the second one runs on the weights the first update made
     torch.manual_seed(rank)  # a different init per rank: the loop broadcasts rank 0's (seed 0, as alone)
-    task = GenTask(cfg, GenHParams(sync_gan=0.0, lip=0.0, mask=0.0))
-    train(task, {"lrw": Stream(steps, len(steps))}, LoopConfig(steps=2, log_every=1, val_every=100, grad_clip=5.0),
+    task = GenTask(cfg, configs.gen(sync_gan_weight=0.0, lip_weight=0.0, mask_weight=0.0))
+    train(task, {"lrw": Stream(steps, len(steps))}, configs.loop(steps=2, log_every=1, val_every=100, grad_clip=5.0),
           dev)
     mine_losses = _rank_losses(task, mine, dev)
     gathered = [None] * world

@@ -1,16 +1,19 @@
 """DDP through torchrun on CPU (gloo): shards split by node, identical weights on every rank."""
 
 import json
+import os
 import subprocess
 import sys
 
 from .conftest import ROOT
 
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}  # the scripts import tests.configs
+
 
 def test_torchrun_two_processes_gloo(shards, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
            str(ROOT / "tests" / "ddp_script.py"), str(shards / "lrw"), str(shards / "msceleb"), str(tmp_path)]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300, env=ENV)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     assert all(x["world"] == 2 for x in ranks)
@@ -30,10 +33,10 @@ def test_data_parallel_step_equals_the_global_batch_step(shards, tmp_path):
     optimiser steps the generator's weights agree, and the ranks' mean loss is the global-batch loss."""
     script = str(ROOT / "tests" / "ddp_match.py")
     args = [str(shards / "lrw"), str(shards / "msceleb"), str(tmp_path)]
-    r = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    r = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, cwd=ROOT, timeout=300, env=ENV)
     assert r.returncode == 0, r.stderr[-3000:]
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                        "29534", script, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                        "29534", script, *args], capture_output=True, text=True, cwd=ROOT, timeout=300, env=ENV)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     one, two = (json.loads((tmp_path / f"world{w}.json").read_text()) for w in (1, 2))
     assert one["keys"] == two["keys"] and len(set(one["keys"])) == 4

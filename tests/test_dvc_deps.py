@@ -108,9 +108,9 @@ def test_encoder_stages_rerun_when_a_model_key_that_shapes_their_networks_change
     (DAVSConfig.ENCODER_FIELDS) is in their params, and disent's Cw_p also reads model.dis_frames. Without
     this, `dvc exp run -S model.variant=paper` kept the old joint.pt and failed in gen."""
     from davs.models import DAVSConfig
-    from pipeline.params import ModelParams
+    from pipeline.params import SECTIONS
 
-    shaping = {f"model.{f}" for f in DAVSConfig.ENCODER_FIELDS if f in ModelParams.model_fields}
+    shaping = {f"model.{f}" for f in DAVSConfig.ENCODER_FIELDS if f in SECTIONS["model"].model_fields}
     assert {"model.variant", "model.width", "model.feat_dim"} <= shaping
     stages = _stages()
     for name, extra in (("joint", set()), ("disent", {"model.dis_frames"})):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -271,7 +272,7 @@ def test_msceleb_counts_only_good_faces(corpus, tmp_path):
 
 
 def test_msceleb_without_training_faces_fails_and_publishes_nothing(corpus, tmp_path):
-    cfg = type(CELEB_CFG)(**{**CELEB_CFG.__dict__, "test_per_identity": 6, "val_per_identity": 2})  # 8 per identity
+    cfg = replace(CELEB_CFG, msceleb_test_per_identity=6, msceleb_val_per_identity=2)  # 8 per identity
     with pytest.raises(IngestError, match="no training sample"):
         ingest_msceleb(corpus / "msceleb" / "FaceImageCroppedWithAlignment.tsv", tmp_path / "out", tmp_path / "dq.json",
                        cfg)
@@ -295,9 +296,10 @@ def test_over_the_bad_fraction_nothing_is_published(corpus, tmp_path):
 
 
 def _ingest_cmd(corpus: Path, out: Path, workers: int = 2) -> list[str]:
-    code = ("import sys; from davs.data.ingest_lrw import LRWIngestConfig, ingest_lrw; from davs.resources import lrw_words;"
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); from tests import configs; "
+            "from davs.data.ingest_lrw import ingest_lrw; from davs.resources import lrw_words;"
             f"ingest_lrw({str(corpus / 'lipread_mp4')!r}, {str(out)!r}, {str(out.parent / 'dq.json')!r}, "
-            f"LRWIngestConfig(image_size=32, shard_max_samples=2, min_shards=2, workers={workers}), lrw_words())")
+            f"configs.lrw_ingest(image_size=32, shard_max_samples=2, min_shards=2, workers={workers}), lrw_words())")
     return [sys.executable, "-c", code]
 
 

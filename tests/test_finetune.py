@@ -5,13 +5,15 @@ import pytest
 import torch
 
 from davs.inference.finetune import finetune, loss_weights, restore, snapshot
-from davs.models import DAVSConfig, build, generate_frames
+from davs.models import build, generate_frames
+
+from . import configs
 
 
 def _nets(seed: int = 0):
     """Ep and G, G perturbed: at initialisation it copies the reference exactly (nothing to fine-tune)."""
     torch.manual_seed(seed)
-    cfg = DAVSConfig(num_words=3, num_ids=4, image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, window=3)
+    cfg = configs.model(num_words=3, num_ids=4, image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, window=3)
     nets = build(cfg, ("Ep", "G"))
     with torch.no_grad():
         for p in nets["G"].parameters():

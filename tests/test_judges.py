@@ -10,12 +10,14 @@ import torch
 from davs.data.lrw import clip_path
 from davs.judges.data import load_clips
 from davs.judges.scores import judge_videos, lse, mouth_scores, offset_distances, to_float
-from davs.judges.train import JudgeConfig, load_judges, train_judges
+from davs.judges.train import load_judges, train_judges
 from davs.models.video_word_encoder import roi_slices
 from davs.synth.corpus import MOUTH_STATES, read_mouth_states, write_mouth_states
 
+from . import configs
+
 BOX = (0.62, 0.25, 0.95, 0.75)
-JUDGE_CFG = JudgeConfig(seed=5, image_size=32, mouth_box=BOX, margin=1, width=8, embed_dim=32, mouth_steps=300,
+JUDGE_CFG = configs.judges(seed=5, image_size=32, mouth_box=BOX, margin=1, width=8, embed_dim=32, mouth_steps=300,
                         sync_steps=400, sync_batch=16, mouth_batch=64)
 
 
@@ -63,7 +65,7 @@ def test_judges_are_deterministic_and_load_with_weights_only(judges, shards, cor
     ck = torch.load(path, weights_only=True)
     assert set(ck) == {"config", "sync", "mouth", "metrics"}
     data = load_clips(shards / "lrw", "train", 32, BOX, JUDGE_CFG.margin, corpus / "lipread_mp4" / MOUTH_STATES)
-    cfg = JudgeConfig(**{**JUDGE_CFG.__dict__, "mouth_steps": 20, "sync_steps": 20})
+    cfg = configs.judges(**{**JUDGE_CFG.__dict__, "mouth_steps": 20, "sync_steps": 20})
     a, b = train_judges(data, cfg, tmp_path / "a.pt"), train_judges(data, cfg, tmp_path / "b.pt")
     assert a == b
     sa, sb = torch.load(tmp_path / "a.pt", weights_only=True), torch.load(tmp_path / "b.pt", weights_only=True)

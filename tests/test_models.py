@@ -8,7 +8,9 @@ import torch
 from davs.losses import contrastive_loss, domain_confusion_loss, frame_sync_loss, masked_l1, uniform_mse_loss
 from davs.models import DAVSConfig, build
 
-SMALL = DAVSConfig(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, num_words=7, num_ids=5,
+from . import configs
+
+SMALL = configs.model(image_size=32, feat_dim=32, width=8, gen_width=8, disc_width=8, num_words=7, num_ids=5,
                    window=3)
 
 
@@ -17,7 +19,7 @@ def _inputs(cfg: DAVSConfig, b: int = 2, t: int = 6):
     return torch.randn(b, t, 3, s, s), torch.randn(b, t, cfg.mfcc_frames, cfg.mfcc_coeffs)
 
 
-@pytest.mark.parametrize("cfg", [SMALL, DAVSConfig(num_words=20, num_ids=40)], ids=["tiny", "default"])
+@pytest.mark.parametrize("cfg", [SMALL, configs.model(num_words=20, num_ids=40)], ids=["tiny", "default"])
 def test_component_shapes(cfg):
     m = build(cfg)
     # a component added to build() must be added here (and to the gradient test below)
@@ -222,19 +224,17 @@ def test_domain_flip_loss_is_the_discriminators_bce_with_labels_swapped():
 
 def test_joint_stage_trains_with_the_official_domain_loss(shards, tmp_path):
     """A joint run with domain_loss: flip logs the flipped term (not the confusion one) and finishes."""
-    from davs.data.spec import DataSpec, model_config_for
-    from davs.training.loop import LoopConfig
+    from davs.data.spec import model_config_for
     from davs.training.runners import run_joint
-    from davs.training.tasks import JointHParams
 
     from .conftest import CPU, SIZES
 
-    data = DataSpec(str(shards / "lrw"), str(shards / "msceleb"), batch_size=4, id_batch_size=8, num_workers=0)
+    data = configs.data(str(shards / "lrw"), str(shards / "msceleb"), batch_size=4, id_batch_size=8, num_workers=0)
     cfg = model_config_for(data, **SIZES)
     logs = []
-    loop = LoopConfig(steps=2, log_every=1, val_every=100)
+    loop = configs.loop(steps=2, log_every=1, val_every=100)
     for form in ("confusion", "flip"):
-        run_joint(data, cfg, loop, JointHParams(domain_loss=form, warmup_steps=0), tmp_path / f"{form}.pt", CPU,
+        run_joint(data, cfg, loop, configs.joint(domain_loss=form, warmup_steps=0), tmp_path / f"{form}.pt", CPU,
                   lambda s, m: logs.append(m["train/loss/domain_confusion"]) if "train/loss/domain_confusion" in m else None)
     conf, flip = logs[:2], logs[2:]
     assert all(0 <= x <= 1 for x in conf) and all(x > 0.3 for x in flip) and conf != flip, (conf, flip)
@@ -282,14 +282,15 @@ def _stage_batch(cfg: DAVSConfig, b: int, t: int, ids: int) -> dict:
 def test_davs_size_stage_trains_a_step_on_cpu(stage):
     """The paper-size preset (256x256, feat 256, width 64) runs one optimiser step of every phase of every
     stage, through the same loop code the pipeline uses: the preset can never silently break."""
-    from davs.training.loop import LoopConfig, check_weights_used, make_optimizers, weighted_total
+    from davs.training.loop import check_weights_used, make_optimizers, weighted_total
     from davs.training.tasks import DisentTask, GenTask, JointTask
 
     torch.manual_seed(0)
     cfg = replace(DAVSConfig.davs_size(num_words=4, num_ids=3), identity_rank=8)
-    task = {"joint": JointTask, "disent": DisentTask, "gen": GenTask}[stage](cfg)
+    make = {"joint": (JointTask, configs.joint), "disent": (DisentTask, configs.disent), "gen": (GenTask, configs.gen)}
+    task = make[stage][0](cfg, make[stage][1]())
     task.train()
-    opts = make_optimizers(task, LoopConfig(steps=1))
+    opts = make_optimizers(task, configs.loop(steps=1))
     before = {k: v.detach().clone() for k, v in task.named_parameters()}
     task.step = 10**6  # past any warm-up: every loss weighted
     weights = task.loss_weights()

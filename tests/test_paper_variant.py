@@ -24,10 +24,10 @@ from davs.models import (
     generate_frames,
     load_nets,
 )
-from davs.training.loop import LoopConfig
 from davs.training.runners import run_disent, run_gen, run_joint
-from davs.training.tasks import DisentHParams, GenHParams, GenTask, JointHParams
+from davs.training.tasks import GenTask
 
+from . import configs
 from .conftest import CPU, SIZES
 from .conftest import tiny_data as _data
 
@@ -74,7 +74,7 @@ def test_paper_generator_sizes_and_skip_position():
     with pytest.raises(ValueError, match="multiple of 32"):
         PaperIdentityEncoder(48)
     with pytest.raises(ValueError, match="variant"):
-        DAVSConfig(variant="official")
+        configs.model(variant="official", num_words=3, num_ids=3)
 
 
 def test_paper_contrastive_loss():
@@ -121,14 +121,14 @@ def test_smoothness_term_ignores_the_mouth():
 def paper_models(shards, tmp_path_factory):
     out = tmp_path_factory.mktemp("paper")
     data = _data(shards)
-    cfg = model_config_for(data, **{**SIZES, "window": 4}, variant="paper", dis_frames=8, gen_conceal=False)
-    loop = LoopConfig(steps=3, log_every=3, val_every=3, ckpt_every=3, optimizer="adam", weight_decay=0.0)
-    forms = dict(contrastive_form="paper")
-    m1 = run_joint(data, cfg, loop, JointHParams(domain_loss="flip", domain=5.0, **forms), out / "joint.pt", CPU)
-    m2 = run_disent(data, cfg, loop, DisentHParams(uniform_form="paper", uniform=1e3, **forms), out / "joint.pt",
-                    out / "disent.pt", CPU)
-    gw = GenHParams(smooth=2.5, soft_labels=0.1, sync_gan=1.0, gan=1.0, train_encoders=True, domain_loss="flip",
-                    domain=5.0, uniform_form="paper", uniform=1e3, frame_sync=0.0, **forms)
+    cfg = model_config_for(data, **{**SIZES, "window": 4, "variant": "paper", "dis_frames": 8, "gen_conceal": False})
+    loop = configs.loop(steps=3, log_every=3, val_every=3, ckpt_every=3, optimizer="adam", weight_decay=0.0)
+    pj = configs.joint(domain_loss="flip", domain_weight=5.0, contrastive_form="paper")
+    pd = configs.disent(uniform_form="paper", uniform_weight=1e3, joint=pj)
+    m1 = run_joint(data, cfg, loop, pj, out / "joint.pt", CPU)
+    m2 = run_disent(data, cfg, loop, pd, out / "joint.pt", out / "disent.pt", CPU)
+    gw = configs.gen(smooth_weight=2.5, soft_labels=0.1, sync_gan_weight=1.0, gan_weight=1.0, train_encoders=True,
+                     disent=replace(pd, joint=replace(pj, frame_sync_weight=0.0)))
     logged: dict[str, float] = {}
     m3 = run_gen(data, cfg, loop, gw, out / "disent.pt", out / "gen.pt", CPU, lambda s, m: logged.update(m))
     return out, cfg, (m1, m2, m3, logged)
@@ -156,8 +156,8 @@ def test_end_to_end_gen_moves_the_encoders_and_frozen_gen_does_not(paper_models,
     disent, e2e = load_model(out / "disent.pt")["nets"], load_model(out / "gen.pt")["nets"]
     assert any(not torch.equal(disent["Ep"][k], e2e["Ep"][k]) for k in disent["Ep"] if k.endswith("weight"))
     assert any(not torch.equal(disent["Cw"][k], e2e["Cw"][k]) for k in disent["Cw"])
-    loop = LoopConfig(steps=2, log_every=2, val_every=2, ckpt_every=2, optimizer="adam")
-    run_gen(_data(shards), cfg, loop, GenHParams(smooth=1.0), out / "disent.pt", tmp_path / "gen.pt", CPU)
+    loop = configs.loop(steps=2, log_every=2, val_every=2, ckpt_every=2, optimizer="adam")
+    run_gen(_data(shards), cfg, loop, configs.gen(smooth_weight=1.0), out / "disent.pt", tmp_path / "gen.pt", CPU)
     frozen = load_model(tmp_path / "gen.pt")["nets"]
     assert all(torch.equal(disent[p][k], frozen[p][k]) for p in GenTask.FROZEN for k in disent[p])
     assert "Cw" not in frozen
@@ -187,7 +187,7 @@ def test_paper_variant_checks_its_params(tmp_path):
 def test_davs_variant_is_unchanged_by_the_paper_options():
     """The default build is ours: no paper class appears, and the paper-only option (``dis_frames``, the frames
     the paper's Cw_p reads) changes no network of ours: the same seed builds the same weights either way."""
-    cfg = DAVSConfig(image_size=32, feat_dim=16, width=4, gen_width=4, disc_width=4, num_words=3, num_ids=3)
+    cfg = configs.model(image_size=32, feat_dim=16, width=4, gen_width=4, disc_width=4, num_words=3, num_ids=3)
     torch.manual_seed(0)
     nets = build(cfg)
     assert not any(type(m).__module__.startswith("davs.models.paper_") for m in nets.values())

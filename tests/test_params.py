@@ -73,34 +73,68 @@ def test_clip_geometry_matches_the_library():
     assert LRW_CLIP_FRAMES == LRW_FRAMES
 
 
-def test_library_defaults_are_the_committed_params():
-    """Each library config's defaults are what params.yaml sets, so code that builds one without params
-    (a notebook, a benchmark, a test) gets the pipeline's model, not another one. Fields params.yaml does not
-    own (class counts, paths, a stage's step count) are left out."""
-    from dataclasses import fields
+PIPELINE_KEYS = {"data": {"corpus_dir", "lrw_root", "msceleb_tsv", "shards_dir"}, "judges": {"max_clips"},
+                 "lips": {"batch_size"}, "eval": {"batch_size", "probe_c", "num_samples", "grid_rows"}}
 
-    from davs.data.ingest_lrw import LRWIngestConfig
-    from davs.data.ingest_msceleb import CelebIngestConfig
-    from davs.judges.train import JudgeConfig
-    from davs.models import DAVSConfig
-    from davs.synth.corpus import CorpusSpec
-    from davs.training.tasks import DisentHParams, GenHParams, JointHParams
+
+def _built(p) -> dict[str, list]:
+    """What each section of params.yaml feeds: the library configs the stages build from it."""
+    from davs.config import DAVSConfig, LipHeadConfig
     from pipeline import stages as st
+    from pipeline.params import config
+
+    model = DAVSConfig(**st.model_sizes(p), num_words=5, num_ids=5)
+    stage = {s: [st.loop_config(p, s), st.data_spec(p, s), getattr(st, f"{s}_hparams")(p)] for s in ("joint", "disent", "gen")}
+    return {"data": [st.lrw_ingest_config(p), st.celeb_ingest_config(p), st.judges_config(p), model,
+                     *stage["joint"], *stage["gen"]],
+            "synth": [st.corpus_spec(p)], "ingest": [st.lrw_ingest_config(p), st.celeb_ingest_config(p)],
+            "model": [model], **stage, "judges": [st.judges_config(p)], "lips": [config(LipHeadConfig, p.lips)],
+            "eval": []}
+
+
+def test_every_setting_is_one_library_field_and_reaches_it():
+    """A setting has one home: params.yaml holds its value, the library config field of its name (davs.config)
+    its type and comment; the schema is read from those fields and the configs are built by name. So every
+    key reaches the field of its name in what its stage builds (no key is validated and then dropped), and
+    no library config repeats a setting as a default of its own."""
+    from dataclasses import MISSING, fields
 
     p = load_params(ROOT / "params.yaml")
-    built = {
-        "DAVSConfig": (DAVSConfig(**st.model_sizes(p)), DAVSConfig()),
-        "JointHParams": (st.joint_hparams(p), JointHParams()),
-        "DisentHParams": (st.disent_hparams(p), DisentHParams()),
-        "GenHParams": (st.gen_hparams(p), GenHParams()),
-        "JudgeConfig": (st.judges_config(p), JudgeConfig()),
-        "CorpusSpec": (st.corpus_spec(p), CorpusSpec()),
-        "LRWIngestConfig": (st.lrw_ingest_config(p), LRWIngestConfig()),
-        "CelebIngestConfig": (st.celeb_ingest_config(p), CelebIngestConfig()),
-    }
-    differ = {name: {f.name: (getattr(a, f.name), getattr(b, f.name)) for f in fields(a)
-                     if getattr(a, f.name) != getattr(b, f.name)} for name, (a, b) in built.items()}
-    assert not any(differ.values()), f"library defaults vs params.yaml (params, default): {differ}"
+    for section, objs in _built(p).items():
+        keys = type(getattr(p, section)).model_fields
+        for key in keys:
+            if key in PIPELINE_KEYS.get(section, ()):
+                continue
+            holders = [o for o in objs if key in {f.name for f in fields(o)}]
+            assert holders, f"{section}.{key} reaches no library config"
+            for o in holders:
+                assert getattr(o, key) == getattr(getattr(p, section), key), f"{section}.{key} in {type(o).__name__}"
+        for o in objs:
+            defaulted = {f.name for f in fields(o) if f.default is not MISSING or f.default_factory is not MISSING}
+            assert not defaulted & set(keys), f"{type(o).__name__} repeats {sorted(defaulted & set(keys))} as defaults"
+
+
+def test_a_new_field_joins_its_section_with_nothing_else_to_edit():
+    """Adding a setting is a field and a line of params.yaml: a field without a default joins its section's
+    schema by itself, with the bounds of its annotation, and reaches the config by name."""
+    from dataclasses import make_dataclass
+
+    from pydantic import ValidationError
+
+    from davs.config import JointHParams
+    from davs.config.types import PosF
+    from pipeline.params import config, section, settings_of
+
+    extended = make_dataclass("Extended", [("new_weight", PosF)], bases=(JointHParams,), frozen=True)
+    schema = section("JointParams", settings_of(extended))
+    raw = _raw()["joint"]
+    own = {k: v for k, v in raw.items() if k in schema.model_fields}
+    with pytest.raises(ValidationError, match="new_weight"):
+        schema.model_validate(own)  # params.yaml without its line
+    with pytest.raises(ValidationError, match="greater than 0"):
+        schema.model_validate({**own, "new_weight": -1.0})
+    got = config(extended, schema.model_validate({**own, "new_weight": 0.5}))
+    assert got.new_weight == 0.5 and got.lr == raw["lr"]
 
 
 @pytest.mark.parametrize(("amp", "units", "expected"), [(True, True, True), (True, False, False), (False, True, False)])

@@ -8,10 +8,10 @@ import torch
 
 from davs.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from davs.data.spec import model_config_for
-from davs.training.loop import LoopConfig
 from davs.training.runners import run_disent, run_joint
-from davs.training.tasks import DisentHParams, DisentTask, JointHParams, JointTask
+from davs.training.tasks import DisentTask, JointTask
 
+from . import configs
 from .conftest import CPU, SIZES
 from .conftest import tiny_data as _data
 
@@ -65,8 +65,8 @@ def test_disent_loads_the_encoders_it_is_given(trained, shards, tmp_path):
         ck["nets"][name] = {k: v + 0.5 if v.is_floating_point() and "running" not in k else v
                             for k, v in ck["nets"][name].items()}
     save_checkpoint(tmp_path / "marked.pt", ck)
-    run_disent(_data(shards), cfg, LoopConfig(steps=1, log_every=1, val_every=100, ckpt_every=100),
-               DisentHParams(lr=1e-6), tmp_path / "marked.pt", tmp_path / "disent.pt", CPU)
+    run_disent(_data(shards), cfg, configs.loop(steps=1, log_every=1, val_every=100, ckpt_every=100),
+               configs.disent(lr=1e-6), tmp_path / "marked.pt", tmp_path / "disent.pt", CPU)
     d = load_model(tmp_path / "disent.pt")["nets"]
     for name in ("Ev_w", "Ea_w", "Ep"):
         keys = [k for k, v in d[name].items() if v.is_floating_point() and "running" not in k
@@ -96,7 +96,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(shards, tmp_path, caplog
     logs: dict[str, list] = {}
 
     def run(ckpt, out, kill_at=None):
-        loop = LoopConfig(steps=6, log_every=2, val_every=3, ckpt_every=2, checkpoint=str(ckpt))
+        loop = configs.loop(steps=6, log_every=2, val_every=3, ckpt_every=2, checkpoint=str(ckpt))
         logs[out.stem] = []
 
         def callback(s, m):
@@ -104,7 +104,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(shards, tmp_path, caplog
                 raise _Killed
             logs[out.stem].append((s, m))
 
-        run_joint(data, cfg, loop, JointHParams(), out, CPU, callback)
+        run_joint(data, cfg, loop, configs.joint(), out, CPU, callback)
         return load_model(out)["nets"]
 
     straight = run(tmp_path / "a" / "last.pt", tmp_path / "a.pt")
@@ -124,8 +124,8 @@ def test_resume_after_kill_matches_an_uninterrupted_run(shards, tmp_path, caplog
     assert clean(logs["b"]) == clean(logs["a"])
     # a checkpoint written with other params is not resumed from
     other = replace(cfg, feat_dim=16)
-    loop = LoopConfig(steps=2, ckpt_every=2, val_every=100, checkpoint=str(tmp_path / "b" / "last.pt"))
-    run_joint(data, other, loop, JointHParams(), tmp_path / "c.pt", CPU)
+    loop = configs.loop(steps=2, ckpt_every=2, val_every=100, checkpoint=str(tmp_path / "b" / "last.pt"))
+    run_joint(data, other, loop, configs.joint(), tmp_path / "c.pt", CPU)
     assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 2
 
 
@@ -134,15 +134,15 @@ def test_finished_run_resumes_with_metrics_and_other_code_retrains(shards, tmp_p
 
     data = _data(shards)
     cfg = model_config_for(data, **SIZES)
-    loop = LoopConfig(steps=2, val_every=100, ckpt_every=2, checkpoint=str(tmp_path / "last.pt"))
-    first = run_joint(data, cfg, loop, JointHParams(), tmp_path / "a.pt", CPU)
+    loop = configs.loop(steps=2, val_every=100, ckpt_every=2, checkpoint=str(tmp_path / "last.pt"))
+    first = run_joint(data, cfg, loop, configs.joint(), tmp_path / "a.pt", CPU)
     with caplog.at_level("INFO"):
-        again = run_joint(data, cfg, loop, JointHParams(), tmp_path / "b.pt", CPU)
+        again = run_joint(data, cfg, loop, configs.joint(), tmp_path / "b.pt", CPU)
     assert "resumed from" in caplog.text and again == first  # nothing to train, metrics still reported
     caplog.clear()
     monkeypatch.setattr(S, "code_hash", lambda entries: "edited-code")
     with caplog.at_level("INFO"):
-        run_joint(data, cfg, loop, JointHParams(), tmp_path / "c.pt", CPU)
+        run_joint(data, cfg, loop, configs.joint(), tmp_path / "c.pt", CPU)
     assert "ignoring" in caplog.text and "resumed from" not in caplog.text
 
 
@@ -159,34 +159,34 @@ def test_other_shards_or_init_weights_retrain(shards, corpus, trained, tmp_path,
     shutil.copytree(shards, work)
     data = _data(work)
     cfg = model_config_for(data, **SIZES)
-    loop = LoopConfig(steps=2, val_every=100, ckpt_every=2, checkpoint=str(tmp_path / "last.pt"))
-    run_joint(data, cfg, loop, JointHParams(), tmp_path / "a.pt", CPU)
+    loop = configs.loop(steps=2, val_every=100, ckpt_every=2, checkpoint=str(tmp_path / "last.pt"))
+    run_joint(data, cfg, loop, configs.joint(), tmp_path / "a.pt", CPU)
     ingest_lrw(corpus / "lipread_mp4", work / "lrw", tmp_path / "dq.json", replace(LRW_CFG, max_clips_per_word=3),
                lrw_words())
     with caplog.at_level("INFO"):
-        run_joint(data, cfg, loop, JointHParams(), tmp_path / "b.pt", CPU)
+        run_joint(data, cfg, loop, configs.joint(), tmp_path / "b.pt", CPU)
     assert "ignoring" in caplog.text and "resumed from" not in caplog.text
 
     init = tmp_path / "joint.pt"
     shutil.copy(trained[0] / "joint.pt", init)
     dloop = replace(loop, checkpoint=str(tmp_path / "dlast.pt"))
-    run_disent(data, cfg, dloop, DisentHParams(), init, tmp_path / "d.pt", CPU)
+    run_disent(data, cfg, dloop, configs.disent(), init, tmp_path / "d.pt", CPU)
     ck = load_checkpoint(init)
     ck["nets"]["Ev_w"] = {k: v + 1 for k, v in ck["nets"]["Ev_w"].items()}
     save_checkpoint(init, ck)
     caplog.clear()
     with caplog.at_level("INFO"):
-        run_disent(data, cfg, dloop, DisentHParams(), init, tmp_path / "d2.pt", CPU)
+        run_disent(data, cfg, dloop, configs.disent(), init, tmp_path / "d2.pt", CPU)
     assert "ignoring" in caplog.text and "resumed from" not in caplog.text
 
 
 def test_disent_resume_carries_the_dis_classifier_memory(trained, shards, tmp_path):
     data = _data(shards)
     out, cfg, _, _ = trained
-    w = DisentHParams(dis_steps=2, dis_memory=3)
+    w = configs.disent(dis_steps=2, dis_memory=3)
 
     def run(steps, ckpt, dst):
-        loop = LoopConfig(steps=steps, log_every=2, val_every=100, ckpt_every=2, checkpoint=str(ckpt))
+        loop = configs.loop(steps=steps, log_every=2, val_every=100, ckpt_every=2, checkpoint=str(ckpt))
         run_disent(data, cfg, loop, w, out / "joint.pt", dst, CPU)
         return load_model(dst)["nets"]
 
@@ -205,8 +205,8 @@ def test_same_seed_same_result(shards, tmp_path, bf16):
     cfg = model_config_for(data, **SIZES)
     outs = []
     for i in range(2):
-        loop = LoopConfig(steps=3, val_every=100, seed=5, amp=bf16, amp_on_cpu=bf16)
-        run_joint(data, cfg, loop, JointHParams(), tmp_path / f"{i}.pt", CPU)
+        loop = configs.loop(steps=3, val_every=100, seed=5, amp=bf16, amp_on_cpu=bf16)
+        run_joint(data, cfg, loop, configs.joint(), tmp_path / f"{i}.pt", CPU)
         outs.append(load_model(tmp_path / f"{i}.pt")["nets"])
     for part in outs[0]:
         for k, v in outs[0][part].items():
@@ -218,7 +218,7 @@ def test_validation_cadence_does_not_change_training(shards, tmp_path):
     cfg = model_config_for(data, **SIZES)
     outs = []
     for i, every in enumerate((1, 100)):
-        run_joint(data, cfg, LoopConfig(steps=3, val_every=every), JointHParams(), tmp_path / f"{i}.pt", CPU)
+        run_joint(data, cfg, configs.loop(steps=3, val_every=every), configs.joint(), tmp_path / f"{i}.pt", CPU)
         outs.append(load_model(tmp_path / f"{i}.pt")["nets"])
     for part in outs[0]:
         for k, v in outs[0][part].items():
@@ -238,7 +238,7 @@ def test_nan_guard_stops_the_run(shards, tmp_path, monkeypatch):
 
     monkeypatch.setattr(JointTask, "losses", poisoned)
     with pytest.raises(FloatingPointError, match="non-finite loss at step 0, phase main.*loss/identity"):
-        run_joint(data, cfg, LoopConfig(steps=2, val_every=100), JointHParams(), tmp_path / "x.pt", CPU)
+        run_joint(data, cfg, configs.loop(steps=2, val_every=100), configs.joint(), tmp_path / "x.pt", CPU)
 
 
 @pytest.mark.parametrize("amp_on_cpu", [True, False])
@@ -258,8 +258,8 @@ def test_bf16_autocast_step_runs_on_cpu(shards, tmp_path, monkeypatch, amp_on_cp
     monkeypatch.setattr(torch.nn.Conv2d, "forward", recording)
     data = _data(shards)
     cfg = model_config_for(data, **SIZES)
-    loop = LoopConfig(steps=2, val_every=100, amp=True, amp_on_cpu=amp_on_cpu)
-    metrics = run_joint(data, cfg, loop, JointHParams(), tmp_path / "amp.pt", CPU)
+    loop = configs.loop(steps=2, val_every=100, amp=True, amp_on_cpu=amp_on_cpu)
+    metrics = run_joint(data, cfg, loop, configs.joint(), tmp_path / "amp.pt", CPU)
     assert all(math.isfinite(v) for v in metrics.values())
     assert seen == ({torch.bfloat16} if amp_on_cpu else {torch.float32})
 
@@ -276,9 +276,9 @@ def test_dis_classifiers_take_several_updates_on_a_feature_memory(trained, shard
         return out
 
     monkeypatch.setattr(DisentTask, "losses", spy)
-    w = DisentHParams(dis_steps=3, dis_memory=2)
+    w = configs.disent(dis_steps=3, dis_memory=2)
     out, cfg, _, _ = trained
-    run_disent(data, cfg, LoopConfig(steps=3, val_every=100), w, out / "joint.pt", tmp_path / "d.pt", CPU)
+    run_disent(data, cfg, configs.loop(steps=3, val_every=100), w, out / "joint.pt", tmp_path / "d.pt", CPU)
     assert [s for s, _, _ in seen] == [0, 0, 0, 1, 1, 1, 2, 2, 2]  # three dis updates per step
     assert [m for _, m, _ in seen] == [1, 1, 1, 2, 2, 2, 2, 2, 2]  # the memory holds the last two steps
     assert seen[-1][2] == 2 * data.batch_size  # the dis-classifiers train on both steps' clips
@@ -306,11 +306,10 @@ def test_atomic_checkpoint_write(tmp_path, monkeypatch):
 def test_weight_decay_spares_biases_and_norms():
     """Decay only weight matrices and kernels (dim >= 2): a decayed GroupNorm scale or bias shrinks toward 0
     for nothing."""
-    from davs.models import DAVSConfig
     from davs.training.loop import make_optimizers
 
-    task = JointTask(DAVSConfig(image_size=32, feat_dim=32, width=8, num_words=5, num_ids=4))
-    opts = make_optimizers(task, LoopConfig(steps=1, weight_decay=0.1))
+    task = JointTask(configs.model(image_size=32, feat_dim=32, width=8, num_words=5, num_ids=4), configs.joint())
+    opts = make_optimizers(task, configs.loop(steps=1, weight_decay=0.1))
     seen = []
     for phase, opt in opts.items():
         for g in opt.param_groups:
@@ -367,10 +366,10 @@ def test_loss_weights_must_match_the_losses(returns, weights, needle):
 
     task = _Toy(returns, weights)
     with pytest.raises(KeyError) as e:
-        train(task, {"x": Stream([0, 0], 2)}, LoopConfig(steps=2, log_every=1), CPU)
+        train(task, {"x": Stream([0, 0], 2)}, configs.loop(steps=2, log_every=1), CPU)
     assert needle in str(e.value)
     ok = _Toy(("loss/a", "loss/b"), {"loss/a": 1.0, "loss/b": 0.0, "loss/unused_but_zero": 0.0})
-    train(ok, {"x": Stream([0, 0], 2)}, LoopConfig(steps=2, log_every=1), CPU)  # zero weights may go unused
+    train(ok, {"x": Stream([0, 0], 2)}, configs.loop(steps=2, log_every=1), CPU)  # zero weights may go unused
 
 
 def test_training_benchmark_writes_its_fields(shards, tmp_path):

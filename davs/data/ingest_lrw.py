@@ -8,34 +8,16 @@ import logging
 import os
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from davs.config.data import LRWIngestConfig
 from davs.data.ingest import IngestError, PeakMemory, QualityReport, finished, ordered_map, per_shard, publish
 from davs.data.lrw import SPLITS, BadSample, ClipRef, list_clips, read_clip
 from davs.data.shards import AtomicShardWriter, encode_jpgs, json_bytes, npy_bytes
 from davs.files import staged_dir
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LRWIngestConfig:
-    crop_box: tuple[int, int, int] = (40, 48, 160)  # face_align "fixed": (top, left, side) of every frame
-    face_align: str = "fixed"  # "fixed" | "landmarks" (davs.data.lrw.align_faces)
-    image_size: int = 64
-    mfcc_frames: int = 20
-    mfcc_coeffs: int = 12
-    mfcc_recipe: str = "torchaudio"  # "torchaudio" | "syncnet" (davs.data.features)
-    frame_format: str = "jpg"  # "jpg" | "npy"
-    jpeg_quality: int = 92
-    shard_max_samples: int = 128
-    min_shards: int = 4
-    max_clips_per_word: int = 0
-    max_bad_fraction: float = 0.01
-    workers: int = 0
-
 
 
 def _lrw_sample(args: tuple[ClipRef, LRWIngestConfig, dict[str, int], dict[str, int]]) -> tuple[ClipRef, dict | str]:

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from davs.config.data import CelebIngestConfig
 from davs.data.ingest import PeakMemory, QualityReport, finished, ordered_map, per_shard, publish
 from davs.data.lrw import SPLITS, BadSample
 from davs.data.msceleb import FaceRow, decode_row, iter_tsv, read_recordio, row_mid, tsv_columns
@@ -24,21 +25,6 @@ from davs.data.shards import AtomicShardWriter, decode_jpg, encode_jpg, json_byt
 from davs.files import staged_dir
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class CelebIngestConfig:
-    image_size: int = 64
-    jpeg_quality: int = 92
-    min_per_identity: int = 7
-    max_per_identity: int = 100
-    val_per_identity: int = 2
-    test_per_identity: int = 4
-    shard_max_samples: int = 512
-    min_shards: int = 4
-    max_bad_fraction: float = 0.01
-    workers: int = 0
-
 
 
 Row = str | FaceRow | BadSample  # a TSV line, a RecordIO record, or a record that could not be read
@@ -103,8 +89,8 @@ def _celeb_sample(job: _CelebJob) -> tuple[str, dict | str]:
 
 
 def _celeb_split(k: int, cfg: CelebIngestConfig) -> str:
-    """The split of an identity's k-th good face: the first ``test_per_identity`` test, then val, then train."""
-    t, v = cfg.test_per_identity, cfg.val_per_identity
+    """The split of an identity's k-th good face: the first ``msceleb_test_per_identity`` test, then val, then train."""
+    t, v = cfg.msceleb_test_per_identity, cfg.msceleb_val_per_identity
     return "test" if k < t else "val" if k < t + v else "train"
 
 
@@ -113,9 +99,9 @@ def ingest_msceleb(path: str | os.PathLike, out: str | os.PathLike, report: str 
     """Shard an MS-Celeb TSV (or MS1M RecordIO) into ``out/{train,val,test}-NNNNNN.tar``.
 
     Pass 1 decodes every row (base64 and JPEG) and counts the *good* faces per identity; bad rows are
-    reported and never take a place. Identities with fewer than ``min_per_identity`` good faces are
-    dropped (counted and listed in the summary), at most ``max_per_identity`` are kept. Per identity the
-    first ``test_per_identity`` kept faces go to test, the next ``val_per_identity`` to val, the rest to
+    reported and never take a place. Identities with fewer than ``msceleb_min_per_identity`` good faces are
+    dropped (counted and listed in the summary), at most ``msceleb_max_per_identity`` are kept. Per identity the
+    first ``msceleb_test_per_identity`` kept faces go to test, the next ``msceleb_val_per_identity`` to val, the rest to
     train. Pass 2 writes the shards into a staging directory that replaces ``out`` only when the run
     passes (:func:`davs.files.staged_dir`); an empty train split fails the stage.
     """
@@ -138,21 +124,21 @@ def ingest_msceleb(path: str | os.PathLike, out: str | os.PathLike, report: str 
         else:
             quality.ok()
             good[mid] += 1
-    kept = sorted(m for m, c in good.items() if c >= cfg.min_per_identity)
-    dropped = sorted(m for m, c in good.items() if c < cfg.min_per_identity)
+    kept = sorted(m for m, c in good.items() if c >= cfg.msceleb_min_per_identity)
+    dropped = sorted(m for m, c in good.items() if c < cfg.msceleb_min_per_identity)
     if dropped:
         log.warning("MS-Celeb: %d identities have fewer than %d good faces and are dropped: %s",
-                    len(dropped), cfg.min_per_identity, dropped[:10] + (["..."] if len(dropped) > 10 else []))
+                    len(dropped), cfg.msceleb_min_per_identity, dropped[:10] + (["..."] if len(dropped) > 10 else []))
     labels = {m: i for i, m in enumerate(kept)}
     expected = Counter()
     for m in kept:
-        for k in range(min(good[m], cfg.max_per_identity)):
+        for k in range(min(good[m], cfg.msceleb_max_per_identity)):
             expected[_celeb_split(k, cfg)] += 1
     seen: Counter[str] = Counter()
 
     def jobs() -> Iterator:
         for mid, src, row in _iter_celeb(path, ncols):
-            if src in bad_sources or mid not in labels or seen[mid] >= cfg.max_per_identity:
+            if src in bad_sources or mid not in labels or seen[mid] >= cfg.msceleb_max_per_identity:
                 continue
             k = seen[mid]
             seen[mid] += 1
@@ -164,7 +150,7 @@ def ingest_msceleb(path: str | os.PathLike, out: str | os.PathLike, report: str 
         if kept:
             (stage / "identities.json").write_text(json.dumps({"mids": kept}, indent=1) + "\n")
         writers = {s: AtomicShardWriter(str(stage / f"{s}-%06d.tar"),
-                                        per_shard(max(1, expected[s]), cfg.shard_max_samples, cfg.min_shards))
+                                        per_shard(max(1, expected[s]), cfg.msceleb_shard_max_samples, cfg.min_shards))
                    for s in SPLITS}
         try:
             for src, res in tqdm(ordered_map(_celeb_sample, jobs(), workers), desc="ingest MS-Celeb", unit="img",
@@ -192,9 +178,9 @@ def ingest_msceleb(path: str | os.PathLike, out: str | os.PathLike, report: str 
             "shards": {s: len(v) for s, v in shards.items()},
             "bytes": sum(os.path.getsize(p) for v in shards.values() for p in v),
         }
-        quality.extra["dropped_identities"] = {"min_good_faces": cfg.min_per_identity, "count": len(dropped),
+        quality.extra["dropped_identities"] = {"min_good_faces": cfg.msceleb_min_per_identity, "count": len(dropped),
                                                "identities": dropped[:1000]}
-        refusal = None if kept else (f"msceleb: no identity in {path} has {cfg.min_per_identity}+ good faces; "
+        refusal = None if kept else (f"msceleb: no identity in {path} has {cfg.msceleb_min_per_identity}+ good faces; "
                                      "nothing published")
         publish(stage, summary, rows, quality, report, cfg.max_bad_fraction, path, refusal)
     return finished("MS-Celeb", summary, t0, workers, mem)

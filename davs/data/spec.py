@@ -4,25 +4,12 @@ the held-out loaders built from it. Shared by training, evaluation and the judge
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from davs.config.data import DataSpec
 from davs.data.loader import LRWDecode, count_samples, decode_celeb, make_loader
 from davs.models import DAVSConfig
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    lrw_dir: str  # LRW shards (train-*.tar, val-*.tar, summary.json, vocab.json)
-    celeb_dir: str  # MS-Celeb shards
-    num_frames: int = 25
-    frame_offset: int = 2
-    batch_size: int = 16
-    id_batch_size: int = 32
-    num_workers: int = 1
-    seed: int = 0
-    rest_ref_prob: float = 0.0  # chance a training reference frame comes from outside the word (gen)
 
 
 def model_config_for(data: DataSpec, **sizes: Any) -> DAVSConfig:

@@ -10,7 +10,7 @@ shape, not the exact placement or colour of a generated frame.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from davs.checkpoint import load_checkpoint, save_checkpoint
+from davs.config.judges import JudgeConfig
 from davs.judges.data import JudgeClips, roi_with_margin
 from davs.judges.mouth_regressor import MouthStateRegressor
 from davs.judges.scores import stacks, to_float
@@ -26,31 +27,6 @@ from davs.judges.syncnet import SyncNet
 from davs.models.video_word_encoder import roi_slices
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class JudgeConfig:
-    seed: int = 1234  # not the pipeline's seed: the judges share nothing with the models they judge
-    image_size: int = 64
-    mouth_box: tuple[float, float, float, float] = (0.62, 0.25, 0.95, 0.75)
-    margin: int = 2  # ROI shift augmentation, pixels
-    width: int = 16
-    embed_dim: int = 64
-    stack: int = 5  # SyncNet: consecutive frames per video input
-    max_shift: int = 7  # SyncNet: offsets searched, frames
-    mouth_steps: int = 800
-    mouth_batch: int = 128
-    sync_steps: int = 800
-    sync_batch: int = 32
-    lr: float = 2e-3
-    temperature: float = 0.1
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "mouth_box": list(self.mouth_box)}
-
-    @staticmethod
-    def from_dict(d: dict) -> JudgeConfig:
-        return JudgeConfig(**{**d, "mouth_box": tuple(d["mouth_box"])})
 
 
 @dataclass

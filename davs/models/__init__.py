@@ -3,8 +3,8 @@
 import torch
 
 from davs.checkpoint import CheckpointError
+from davs.config.model import DAVSConfig
 from davs.models.audio_word_encoder import AudioWordEncoder
-from davs.models.config import DAVSConfig
 from davs.models.dis_classifiers import IdentityFromWord, WordFromIdentity
 from davs.models.domain_discriminator import DomainDiscriminator
 from davs.models.generator import Generator, generate_frames
@@ -52,7 +52,7 @@ def build(cfg: DAVSConfig, parts: tuple[str, ...] | None = None) -> dict:
                                                 e.fmap_size,
                                                 conceal_box=cfg.mouth_box if cfg.gen_conceal else None))(ep()),
         "D_temporal": lambda: TemporalDiscriminator(cfg.window, cfg.disc_width, cfg.image_size, cfg.feat_dim,
-                                                    cfg.audio_conditioned_disc, cfg.mouth_box),
+                                                    cfg.mouth_box),
     }
     names = parts or tuple(makers)
     unknown = set(names) - set(makers)

@@ -20,7 +20,6 @@ class TemporalDiscriminator(nn.Module):
     """
 
     def __init__(self, window: int = 5, disc_width: int = 32, image_size: int = 64, feat_dim: int = 128,
-                 audio_conditioned: bool = True,
                  mouth_box: tuple[float, float, float, float] = (0.62, 0.25, 0.95, 0.75)) -> None:
         super().__init__()
         d = disc_width
@@ -30,8 +29,8 @@ class TemporalDiscriminator(nn.Module):
             layers += [nn.Conv2d(ch, out, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
             ch, s, i = out, s // 2, i + 1
         self.body = nn.Sequential(*layers)
-        self.cond = nn.Linear(feat_dim, d) if audio_conditioned else None
-        self.head = nn.Sequential(nn.Conv2d(ch + (d if audio_conditioned else 0), ch, 3, 1, 1),
+        self.cond = nn.Linear(feat_dim, d)
+        self.head = nn.Sequential(nn.Conv2d(ch + d, ch, 3, 1, 1),
                                   nn.LeakyReLU(0.2, inplace=True), nn.Conv2d(ch, 1, 3, 1, 1))
         y0, x0, y1, x1 = mouth_box
         self.mouth_rows = (math.floor(y0 * s), max(math.floor(y0 * s) + 1, math.ceil(y1 * s)))  # cells of the s x s grid
@@ -40,22 +39,15 @@ class TemporalDiscriminator(nn.Module):
         self.mouth_audio = nn.Linear(window * feat_dim, ch)
         self.mouth_out = nn.Sequential(nn.Linear(2 * ch, ch), nn.LeakyReLU(0.2, inplace=True), nn.Linear(ch, 1))
 
-    def forward(self, clip: torch.Tensor, audio: torch.Tensor | None = None,
+    def forward(self, clip: torch.Tensor, audio: torch.Tensor,
                 with_mouth: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """clip (B, W, 3, H, W), audio (B, W, D) word features -> (B,) realness logits (and, with
         ``with_mouth``, the mouth head's (B,) audio-matched-mouth logits)."""
         x = self.body(clip.flatten(1, 2))  # (B, W*3, H, W) -> (B, C, 8, 8)
-        h = x
-        if self.cond is not None:
-            if audio is None:
-                raise ValueError("this discriminator is audio-conditioned: pass the window's audio features")
-            c = self.cond(audio.mean(1))[:, :, None, None].expand(-1, -1, *x.shape[2:])  # (B, d, 8, 8)
-            h = torch.cat([x, c], 1)
-        logits = self.head(h).mean(dim=(1, 2, 3))  # (B,)
+        c = self.cond(audio.mean(1))[:, :, None, None].expand(-1, -1, *x.shape[2:])  # (B, d, 8, 8)
+        logits = self.head(torch.cat([x, c], 1)).mean(dim=(1, 2, 3))  # (B,)
         if not with_mouth:
             return logits
-        if audio is None:
-            raise ValueError("the mouth head needs the window's audio features")
         cells = x[:, :, slice(*self.mouth_rows), slice(*self.mouth_cols)]  # (B, C, r, c): the mouth box
         m = self.mouth_conv(cells).mean(dim=(2, 3))  # (B, C)
         a = self.mouth_audio(audio.flatten(1))  # (B, W*D) -> (B, C)

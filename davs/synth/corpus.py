@@ -23,7 +23,7 @@ import logging
 import math
 import os
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 
@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from davs.config.data import CorpusSpec
 from davs.files import atomic_path, staged_dir
 from davs.media import write_mp4
 from davs.parallel import process_pool
@@ -44,26 +45,6 @@ FPS = 25
 NUM_FRAMES = 29
 SAMPLE_RATE = 16000
 _VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5"]
-
-
-@dataclass(frozen=True)
-class CorpusSpec:
-    """What to generate. Defaults are sized for 2 CPU cores."""
-
-    seed: int = 0
-    num_words: int = 20
-    speakers: int = 10  # identities speaking in train, val and test
-    test_only_speakers: int = 2  # identities that appear only in test
-    train_per_word: int = 30
-    val_per_word: int = 10
-    test_per_word: int = 6
-    msceleb_identities: int = 40
-    msceleb_images: int = 20
-    msceleb_crop: tuple[int, int, int] = (40, 48, 160)  # (top, left, size) on the 256 canvas
-    jitter: float = 1.0  # scale of per-clip pose / lighting variation
-    snr_db: tuple[float, float] = (25.0, 40.0)  # background noise range
-    workers: int = 0  # processes; 0 = all cores
-    words: tuple[str, ...] = field(default_factory=tuple)  # explicit word list; empty = drawn from vocab
 
 
 @dataclass(frozen=True)

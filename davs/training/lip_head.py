@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from davs.config.training import LipHeadConfig
 from davs.data.lrw import clip_path
 from davs.models.lip_head import STATE_NAMES, LipHead
 from davs.tensors import to_images
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LipHeadConfig:
-    context: int  # frames either side the head reads
-    ridge: float  # L2 penalty, relative to the mean diagonal of the features' Gram matrix
 
 
 @torch.no_grad()

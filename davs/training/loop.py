@@ -16,13 +16,13 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from davs.config.training import LoopConfig
 from davs.training import distributed as D
 from davs.training.resume import restore_state, save_state
 from davs.training.streams import Stream, to_device
@@ -72,23 +72,6 @@ class Task(nn.Module):
     @torch.no_grad()
     def validate(self, batches: dict[str, Any], device: torch.device) -> dict[str, float]:
         return {}
-
-
-@dataclass
-class LoopConfig:
-    steps: int
-    optimizer: str = "adamw"
-    weight_decay: float = 0.0
-    grad_clip: float = 0.0
-    log_every: int = 20
-    val_every: int = 200
-    ckpt_every: int = 100
-    amp: bool = True  # bf16 autocast on CUDA
-    amp_on_cpu: bool = False  # also on the CPU: fast where it has bf16 units (davs.devices.cpu_has_bf16_units)
-    compile: bool = False
-    seed: int = 0
-    checkpoint: str | None = None  # resume file (last.pt), written every ckpt_every steps
-    fingerprint: dict = field(default_factory=dict)  # what must match for a resume to be valid
 
 
 def fingerprint_of(d: dict) -> str:

@@ -113,8 +113,7 @@ def remove_identity(task: DisentTask, data: DataSpec, cfg: DAVSConfig, loop: Loo
     metrics = fit_identity_nuisance(task.nets, train_lrw, device, cfg.identity_rank, w.identity_ridge, w.identity_clips)
     if w.head_steps == 0:
         return metrics
-    head = WordHeadTask(cfg, WordHeadHParams(lr=w.head_lr, margin=w.margin, contrastive_form=w.contrastive_form,
-                                             frame_sync=w.frame_sync))
+    head = WordHeadTask(cfg, WordHeadHParams(lr=w.head_lr, joint=w.joint))
     head.load_parts(task.export(), WordHeadTask.PARTS)
     hloop = replace(loop, steps=w.head_steps, checkpoint=f"{loop.checkpoint}.head" if loop.checkpoint else None,
                     val_every=w.head_steps + 1)

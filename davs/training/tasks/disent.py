@@ -3,40 +3,18 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from davs.config.training import DisentHParams
 from davs.losses import uniform_mse_loss
 from davs.losses.ridge_adversary import fit_ridge_probe, pseudo_speakers, ridge_leakage_loss
 from davs.models import DAVSConfig
 from davs.tensors import masked_mean, to_images
 from davs.training.tasks.base import ENCODERS, DAVSTask, accuracy
-
-
-@dataclass(frozen=True)
-class DisentHParams:
-    lr: float = 5e-4
-    dis_lr: float = 2e-3
-    uniform: float = 1.0
-    keep: float = 1.0
-    margin: float = 1.0
-    contrastive_form: str = "davs"  # the joint stage's, kept
-    uniform_form: str = "davs"  # "davs" (summed over classes, x C) | "paper" (official mean per element)
-    frame_sync: float = 0.5  # the joint stage's weight, kept
-    dis_steps: int = 3  # dis-classifier updates per encoder update
-    dis_memory: int = 8  # the dis-classifiers train on the features of the last dis_memory steps
-    identity_ridge: float = 0.02  # the identity subspace's reduced-rank regression (davs.models.identity_nuisance)
-    identity_clips: int = 4000  # ... fitted on this many training clips, after the last step
-    head_steps: int = 200  # then Cw refitted for this many steps on the features with the subspace removed
-    head_lr: float = 2e-3
-    clip_id: float = 0.0  # weight of the label-free adversary: the clip's identity read from its word features
-    clip_id_memory: int = 64  # ... by a ridge regression on the pooled features of the last clip_id_memory steps
-    clip_id_ridge: float = 1.0  # ... (ridge relative to the standardised features' unit variance)
-    clip_id_clusters: int = 0  # ... regressing k-means pseudo-speakers of the identity vectors (0: the vectors)
 
 
 class DisentTask(DAVSTask):
@@ -47,7 +25,7 @@ class DisentTask(DAVSTask):
     encoders so every dis-classifier's softmax is uniform (MSE to 1/N), keeping the stage-1 losses. No step
     reads a speaker label: real LRW has none, and the corpus's are for evaluation only. With
     ``cfg.identity_rank``, what a speaker's clips share in word-feature space is removed after the last step,
-    label-free (:func:`davs.training.runners.remove_identity`); optionally (``clip_id > 0``) the encoders are also
+    label-free (:func:`davs.training.runners.remove_identity`); optionally (``clip_id_weight > 0``) the encoders are also
     trained against a closed-form ridge adversary that reads the clip's own identity vectors from its
     pooled word features (:mod:`davs.losses.ridge_adversary`).
 
@@ -63,7 +41,7 @@ class DisentTask(DAVSTask):
     ENCODERS = ENCODERS
     dis = ("Cw_p", "Cp_w")
 
-    def __init__(self, cfg: DAVSConfig, w: DisentHParams = DisentHParams()) -> None:
+    def __init__(self, cfg: DAVSConfig, w: DisentHParams) -> None:
         super().__init__(cfg, (*self.ENCODERS, *self.dis))
         self.w = w
         self.memory: deque[dict[str, torch.Tensor]] = deque(maxlen=max(1, w.dis_memory))
@@ -88,25 +66,25 @@ class DisentTask(DAVSTask):
         return self.w.lr if phase == "enc" else self.w.dis_lr
 
     def loss_weights(self) -> dict[str, float]:
-        k = self.w.keep
-        return {"loss/uniform_word_from_id": self.w.uniform, "loss/uniform_id_from_word": self.w.uniform,
-                "loss/clip_id_from_video_word": self.w.clip_id, "loss/clip_id_from_audio_word": self.w.clip_id,
+        k, u, c = self.w.keep_weight, self.w.uniform_weight, self.w.clip_id_weight
+        return {"loss/uniform_word_from_id": u, "loss/uniform_id_from_word": u,
+                "loss/clip_id_from_video_word": c, "loss/clip_id_from_audio_word": c,
                 "loss/word_video": k, "loss/word_audio": k, "loss/contrastive": k,
-                "loss/frame_sync": k * self.w.frame_sync, "loss/identity": k,
+                "loss/frame_sync": k * self.w.joint.frame_sync_weight, "loss/identity": k,
                 "loss/dis_word_from_id": 1.0, "loss/dis_id_from_word": 1.0}
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
         n, lrw, celeb = self.nets, self.batch["lrw"], self.batch["celeb"]
         if phase == "enc":
             v, a = self._word_feats(lrw)
-            out = self._embedding_losses(lrw, v, a, self.w.margin, self.w.contrastive_form)
+            out = self._embedding_losses(lrw, v, a, self.w.joint.margin, self.w.joint.contrastive_form)
             out |= self._identity_loss(celeb)
             id_seq, id_mask = dis_run(n["Ep"], to_images(lrw["frames"]), lrw["mask"], self.cfg)  # (B, T', ...)
             word_img = n["Ev_w"](to_images(celeb["image"])[:, None])[:, 0]  # (N, D): word features of a still face
             form = self.w.uniform_form
             out["loss/uniform_word_from_id"] = uniform_mse_loss(n["Cw_p"](id_seq, id_mask), form)
             out["loss/uniform_id_from_word"] = uniform_mse_loss(n["Cp_w"](word_img), form)
-            if self.w.clip_id > 0:
+            if self.w.clip_id_weight > 0:
                 out |= self._clip_id_losses(lrw, v, a, id_seq)
             self.memory.appendleft({
                 "id_seq": id_seq.detach(), "mask": id_mask, "word": lrw["label"], "word_img": word_img.detach(),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from davs.config.training import GenHParams
 from davs.losses import (
     domain_loss,
     gan_d_loss,
@@ -26,51 +26,25 @@ from davs.training.tasks.base import DAVSTask
 from davs.training.tasks.disent import dis_run
 
 
-@dataclass(frozen=True)
-class GenHParams:
-    lr: float = 2e-4
-    d_lr: float = 2e-4
-    l1: float = 1.0
-    mouth: float = 8.0
-    gan: float = 0.01
-    lip: float = 0.0  # lip-feature loss: the frozen Ev_w must read the generated mouth as the real one
-    mask: float = 0.0  # attention penalty on the mouth box (GANimation), against a mask saturated to "copy"
-    sync_gan: float = 0.05  # the discriminator's mouth head (official DAVS), with mismatched audio as negatives
-    smooth: float = 0.0  # official DAVS: L1 between consecutive audio-driven frames outside the mouth (x5 there)
-    soft_labels: float = 0.0  # official DAVS: the discriminator's labels softened by u ~ U(0, 0.1)
-    # end to end (official DAVS): Ev_w, Ea_w, Ep and Cw train with G, keeping the embedding losses and the
-    # adversaries (domain discriminator, Cw_p); the forms and weights are the earlier stages'
-    train_encoders: bool = False
-    embed: float = 1.0  # weight of the word cross-entropies and the contrastive loss
-    contrastive: float = 1.0
-    contrastive_form: str = "davs"
-    frame_sync: float = 0.5
-    margin: float = 1.0
-    domain: float = 0.1
-    domain_loss: str = "confusion"
-    uniform: float = 1.0
-    uniform_form: str = "davs"
-
-
 class GenTask(DAVSTask):
     """Stage 3: the generator G and the temporal discriminator, encoders frozen.
 
     A reference frame gives the identity (Ep); per-frame word features come from the audio
     (audio-driven) or from the video (video-driven). L1 on the face and on the mouth box, both scaled
-    by ``l1``; a temporal GAN over ``window`` consecutive generated frames, conditioned on the audio.
+    by ``l1_weight``; a temporal GAN over ``window`` consecutive generated frames, conditioned on the audio.
 
     L1 alone averages the possible mouths of a word feature into a closed, blurred one. Three optional terms
-    beyond the paper's losses push G to draw the mouth: ``lip``, a perceptual loss in the space of the frozen video word
+    beyond the paper's losses push G to draw the mouth: ``lip_weight``, a perceptual loss in the space of the frozen video word
     encoder (the joint stage's lip reader and sync expert, as Wav2Lip uses a frozen SyncNet): the
-    generated window must give the features the real window gives; ``mask``, GANimation's attention
+    generated window must give the features the real window gives; ``mask_weight``, GANimation's attention
     penalty restricted to the mouth box, so the gate cannot settle on copying the reference's mouth; and
-    ``sync_gan``, the discriminator's second head on the mouth box against the window's per-frame audio,
+    ``sync_gan_weight``, the discriminator's second head on the mouth box against the window's per-frame audio,
     which also learns real mouths with another clip's audio as fakes (a sync discriminator trained
     alongside G, as in the official DAVS code).
 
     With the paper variant (``cfg.variant == "paper"``) the discriminator is the official one, conditioned
     on the window's raw MFCC instead of Ea_w's features, and its mouth head learns, as there, real against
-    generated only. ``smooth`` and ``soft_labels`` are the official temporal term and soft labels.
+    generated only. ``smooth_weight`` and ``soft_labels`` are the official temporal term and soft labels.
 
     ``train_encoders`` trains end to end, as the official code does after pretraining: G, Ev_w, Ea_w, Ep and
     Cw in one optimiser with the word cross-entropies, the contrastive and domain losses and the uniform
@@ -83,7 +57,7 @@ class GenTask(DAVSTask):
     END_TO_END = ("Ev_w", "Ea_w", "Ep", "Cw", "G")  # what the g phase trains end to end
     ADVERSARIES = ("D_temporal", "D_domain", "Cw_p")  # ... and the d phase
 
-    def __init__(self, cfg: DAVSConfig, w: GenHParams = GenHParams()) -> None:
+    def __init__(self, cfg: DAVSConfig, w: GenHParams) -> None:
         e2e = w.train_encoders
         super().__init__(cfg, (*self.END_TO_END, *self.ADVERSARIES) if e2e else (*self.FROZEN, "G", "D_temporal"))
         self.w = w
@@ -110,13 +84,15 @@ class GenTask(DAVSTask):
 
     def loss_weights(self) -> dict[str, float]:
         w = self.w
-        out = {"loss/l1": w.l1, "loss/l1_mouth": w.l1 * w.mouth, "loss/gan": w.gan,
-               "loss/lip": w.lip, "loss/mask": w.mask, "loss/sync_gan": w.sync_gan, "loss/smooth": w.smooth,
-               "loss/d_temporal": 1.0, "loss/d_sync": 1.0 if w.sync_gan > 0 else 0.0}
+        out = {"loss/l1": w.l1_weight, "loss/l1_mouth": w.l1_weight * w.mouth_weight, "loss/gan": w.gan_weight,
+               "loss/lip": w.lip_weight, "loss/mask": w.mask_weight, "loss/sync_gan": w.sync_gan_weight,
+               "loss/smooth": w.smooth_weight, "loss/d_temporal": 1.0, "loss/d_sync": 1.0 if w.sync_gan_weight > 0 else 0.0}
         if w.train_encoders:
-            out |= {"loss/word_video": w.embed, "loss/word_audio": w.embed, "loss/contrastive": w.embed * w.contrastive,
-                    "loss/frame_sync": w.embed * w.frame_sync, "loss/domain_confusion": w.domain,
-                    "loss/uniform_word_from_id": w.uniform, "loss/domain_disc": 1.0, "loss/dis_word_from_id": 1.0}
+            j, e = w.disent.joint, w.embed_weight
+            out |= {"loss/word_video": e, "loss/word_audio": e, "loss/contrastive": e * j.contrastive_weight,
+                    "loss/frame_sync": e * j.frame_sync_weight, "loss/domain_confusion": j.domain_weight,
+                    "loss/uniform_word_from_id": w.disent.uniform_weight, "loss/domain_disc": 1.0,
+                    "loss/dis_word_from_id": 1.0}
         return out
 
     def generate(self, ref: torch.Tensor, words: torch.Tensor, return_mask: bool = False):
@@ -134,7 +110,7 @@ class GenTask(DAVSTask):
             return {"ref": ref, "gt": gt, "a": aw, "v": window(v, lrw["start"], ws), "frames": frames, "v_all": v, "a_all": a,
                     # what the discriminator is conditioned on: the official one reads the raw MFCC (B, W, F, C)
                     "cond": window(lrw["mfcc"], lrw["start"], ws) if self.cfg.variant == "paper" else aw,
-                    "lip": self.nets["Ev_w"](gt) if self.w.lip > 0 else None}  # (B, W, D): the real window, read alone
+                    "lip": self.nets["Ev_w"](gt) if self.w.lip_weight > 0 else None}  # (B, W, D): the real window, read alone
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
         dt = self.nets["D_temporal"]
@@ -145,7 +121,7 @@ class GenTask(DAVSTask):
             c1 = p["cond"].detach()  # the discriminator's condition: end to end, not a path into Ea_w
             gt, cond = torch.cat([p["gt"], p["gt"]]), torch.cat([c1, c1])
             self.cache |= {"fake": fake.detach(), "gt": p["gt"], "cond": c1, "cond2": cond}
-            mouth = self.w.sync_gan > 0
+            mouth = self.w.sync_gan_weight > 0
             judged = dt(fake, cond, with_mouth=mouth)
             out = {
                 "loss/l1": masked_l1(fake, gt),
@@ -154,11 +130,11 @@ class GenTask(DAVSTask):
             }
             if mouth:
                 out["loss/sync_gan"] = gan_g_loss(judged[1])
-            if self.w.lip > 0:  # gradients reach G through the frozen lip reader
+            if self.w.lip_weight > 0:  # gradients reach G through the frozen lip reader
                 out["loss/lip"] = lip_feature_loss(self.nets["Ev_w"](fake), torch.cat([p["lip"], p["lip"]]))
-            if self.w.mask > 0:
+            if self.w.mask_weight > 0:
                 out["loss/mask"] = mask_box_mean(torch.cat([ma, mv]), self.cfg.mouth_box)
-            if self.w.smooth > 0:
+            if self.w.smooth_weight > 0:
                 out["loss/smooth"] = smoothness_l1(fa, p["ref"], self.cfg.mouth_box)
             if self.w.train_encoders:
                 out |= self._encoder_losses(self.batch["lrw"], p)
@@ -170,13 +146,13 @@ class GenTask(DAVSTask):
 
     def _encoder_losses(self, lrw: dict, p: dict) -> dict[str, torch.Tensor]:
         """End to end: the encoders keep their embedding losses and fight the domain discriminator and Cw_p."""
-        w, n, mask = self.w, self.nets, lrw["mask"]
+        d, n, mask = self.w.disent, self.nets, lrw["mask"]
         v, a = p["v_all"], p["a_all"]  # (B, T, D), with gradients
-        out = self._embedding_losses(lrw, v, a, w.margin, w.contrastive_form)
+        out = self._embedding_losses(lrw, v, a, d.joint.margin, d.joint.contrastive_form)
         dd = n["D_domain"]
-        out["loss/domain_confusion"] = domain_loss(w.domain_loss, dd(a[mask]), dd(v[mask]))
+        out["loss/domain_confusion"] = domain_loss(d.joint.domain_loss, dd(a[mask]), dd(v[mask]))
         run, run_mask = dis_run(n["Ep"], p["frames"], mask, self.cfg)  # what Cw_p reads
-        out["loss/uniform_word_from_id"] = uniform_mse_loss(n["Cw_p"](run, run_mask), w.uniform_form)
+        out["loss/uniform_word_from_id"] = uniform_mse_loss(n["Cw_p"](run, run_mask), d.uniform_form)
         self.cache |= {"va": (v[mask].detach(), a[mask].detach()), "run": (run.detach(), run_mask), "word": lrw["label"]}
         return out
 
@@ -187,7 +163,7 @@ class GenTask(DAVSTask):
 
     def _discriminate(self, c: dict, soft: float) -> dict[str, torch.Tensor]:
         dt = self.nets["D_temporal"]
-        if self.w.sync_gan <= 0:
+        if self.w.sync_gan_weight <= 0:
             return {"loss/d_temporal": gan_d_loss(dt(c["gt"], c["cond"]), dt(c["fake"], c["cond2"]), soft)}
         (real, real_m), (fake, fake_m) = dt(c["gt"], c["cond"], True), dt(c["fake"], c["cond2"], True)
         out = {"loss/d_temporal": gan_d_loss(real, fake, soft)}

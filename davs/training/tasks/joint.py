@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from davs.config.training import JointHParams
 from davs.losses import domain_loss, gan_d_loss
 from davs.models import DAVSConfig
 from davs.training.tasks.base import ENCODERS, DAVSTask
-
-
-@dataclass(frozen=True)
-class JointHParams:
-    lr: float = 2e-3
-    contrastive: float = 1.0
-    frame_sync: float = 0.5
-    margin: float = 1.0
-    contrastive_form: str = "davs"  # "davs" (pooled, negatives across words) | "paper" (official L2 contrastive)
-    domain: float = 0.1
-    domain_loss: str = "confusion"  # "confusion" (MSE of the discriminator's probability to 1/2) | "flip" (official)
-    identity: float = 1.0
-    warmup_steps: int = 200  # contrastive and domain terms ramp up linearly over these steps
 
 
 class JointTask(DAVSTask):
@@ -33,7 +19,7 @@ class JointTask(DAVSTask):
     streams = ("lrw", "celeb")
     ENCODERS = ENCODERS
 
-    def __init__(self, cfg: DAVSConfig, w: JointHParams = JointHParams()) -> None:
+    def __init__(self, cfg: DAVSConfig, w: JointHParams) -> None:
         super().__init__(cfg, (*self.ENCODERS, "D_domain"))
         self.w = w
 
@@ -49,9 +35,9 @@ class JointTask(DAVSTask):
         # is easiest by collapsing both (all features equal: contrastive loss 0.5, a stationary point)
         # before the word cross-entropy has separated the classes.
         ramp = min(1.0, self.step / self.w.warmup_steps) if self.w.warmup_steps else 1.0
-        return {"loss/word_video": 1.0, "loss/word_audio": 1.0, "loss/contrastive": self.w.contrastive * ramp, "loss/frame_sync": self.w.frame_sync * ramp,
-                "loss/domain_confusion": self.w.domain * ramp,
-                "loss/identity": self.w.identity, "loss/domain_disc": 1.0}
+        return {"loss/word_video": 1.0, "loss/word_audio": 1.0, "loss/contrastive": self.w.contrastive_weight * ramp, "loss/frame_sync": self.w.frame_sync_weight * ramp,
+                "loss/domain_confusion": self.w.domain_weight * ramp,
+                "loss/identity": self.w.identity_weight, "loss/domain_disc": 1.0}
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
         lrw, dd = self.batch["lrw"], self.nets["D_domain"]

@@ -11,22 +11,13 @@ they cannot bring a speaker back for a linear probe (equal speaker means stay eq
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from davs.config.training import WordHeadHParams
 from davs.models import DAVSConfig
 from davs.tensors import to_images
 from davs.training.tasks.base import DAVSTask
-
-
-@dataclass(frozen=True)
-class WordHeadHParams:
-    lr: float = 2e-3
-    margin: float = 1.0  # the embedding stages' contrastive loss, kept
-    contrastive_form: str = "davs"
-    frame_sync: float = 0.5
 
 
 class WordHeadTask(DAVSTask):
@@ -35,7 +26,7 @@ class WordHeadTask(DAVSTask):
     FROZEN = ("Ev_w", "Ea_w")
     PARTS = (*FROZEN, "Cw")
 
-    def __init__(self, cfg: DAVSConfig, w: WordHeadHParams = WordHeadHParams()) -> None:
+    def __init__(self, cfg: DAVSConfig, w: WordHeadHParams) -> None:
         super().__init__(cfg, self.PARTS)
         self.w = w
         self.frozen = self.FROZEN
@@ -51,11 +42,11 @@ class WordHeadTask(DAVSTask):
 
     def loss_weights(self) -> dict[str, float]:
         return {"loss/word_video": 1.0, "loss/word_audio": 1.0, "loss/contrastive": 1.0,
-                "loss/frame_sync": self.w.frame_sync}
+                "loss/frame_sync": self.w.joint.frame_sync_weight}
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
         lrw, n = self.batch["lrw"], self.nets
         with torch.no_grad():  # (B, T, D) each, before the identity subspace is removed
             v, a = n["Ev_w"].features(to_images(lrw["frames"])), n["Ea_w"].features(lrw["mfcc"])
         v, a = n["Ev_w"].nuisance(v), n["Ea_w"].nuisance(a)
-        return self._embedding_losses(lrw, v, a, self.w.margin, self.w.contrastive_form)
+        return self._embedding_losses(lrw, v, a, self.w.joint.margin, self.w.joint.contrastive_form)
