@@ -26,7 +26,8 @@ import torch
 from common import ROOT, device_name, shards_for
 
 from davs.data.features import mfcc_windows
-from davs.data.loader import LRWDecode, SharedEpoch, count_samples, make_loader
+from davs.data.loader import LRWDecode, count_samples, make_loader
+from davs.data.order import SharedEpoch
 from davs.data.shards import decode_jpgs
 
 

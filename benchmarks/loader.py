@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from davs.data.loader import LRWDecode, SharedEpoch, collate, count_samples, make_loader
+from davs.data.loader import LRWDecode, collate, count_samples, make_loader
 from davs.data.lrw import list_clips, read_clip
+from davs.data.order import SharedEpoch
 
 
 class PerFileLRW(Dataset):

@@ -15,9 +15,10 @@ from davs.data.features import align_audio, mfcc_windows, word_mask
 from davs.data.ingest import IngestError
 from davs.data.ingest_lrw import ingest_lrw
 from davs.data.ingest_msceleb import ingest_msceleb
-from davs.data.loader import LRWDecode, SharedEpoch, decode_celeb, make_loader
+from davs.data.loader import LRWDecode, decode_celeb, make_loader
 from davs.data.lrw import BadSample, ClipRef, list_clips, parse_duration, read_clip
 from davs.data.msceleb import decode_row, read_recordio, write_recordio
+from davs.data.order import SharedEpoch
 from davs.media import write_mp4
 from davs.resources import lrw_words
 
@@ -189,7 +190,7 @@ def test_train_loader_is_seeded_and_balanced(shards):
     replaying one epoch's order, fails this)."""
     from collections import Counter
 
-    from davs.data.loader import SharedEpoch
+    from davs.data.order import SharedEpoch
 
     def keys(seed):
         loader, n = make_loader(str(shards / "lrw" / "train-*.tar"), LRWDecode(25, 2, 5, seed, None, True),

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from davs.checkpoint import load_model, save_checkpoint
-from davs.data.loader import LRWDecode, SharedEpoch, count_samples, decode_celeb, make_loader
+from davs.data.loader import LRWDecode, count_samples, decode_celeb, make_loader
+from davs.data.order import SharedEpoch
 from davs.data.spec import DataSpec, eval_loaders
 from davs.models import DAVSConfig
 from davs.provenance import code_hash, file_hash, shards_hash

@@ -2,8 +2,8 @@
 
 A resumed run continues on the data order of an uninterrupted one: the stream restarts its epoch and passes
 over the batches the checkpoint says were consumed. Those batches are not decoded: the loader's
-:class:`~davs.data.loader.SharedEpoch` tells its workers how many batches to pass over, and they yield
-placeholders for them (:class:`~davs.data.loader.SkipAhead`), so a resume costs reading the tar members,
+:class:`~davs.data.order.SharedEpoch` tells its workers how many batches to pass over, and they yield
+placeholders for them (:class:`~davs.data.order.SkipAhead`), so a resume costs reading the tar members,
 not decoding the frames.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from davs.data.loader import is_skipped
+from davs.data.order import is_skipped
 
 
 def to_device(x: Any, device: torch.device) -> Any:
@@ -33,7 +33,7 @@ class Stream:
 
     loader: Any
     batches_per_epoch: int
-    epoch: Any = None  # davs.data.loader.SharedEpoch
+    epoch: Any = None  # davs.data.order.SharedEpoch
     current: int = 0
     consumed: int = 0
     _it: Iterator | None = field(default=None, repr=False)
