@@ -6,6 +6,7 @@ what it changes. Plain module (no pytest): the DDP scripts import it too.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -49,29 +50,15 @@ def data(lrw_dir: str | Path, celeb_dir: str | Path, **changes: Any) -> DataSpec
                   rest_ref_prob=0.0, **changes)
 
 
-def joint(**changes: Any) -> JointHParams:
-    return replace(st.joint_hparams(PARAMS), **changes)
+def _changed(build: Callable[[Any], Any]) -> Callable[..., Any]:
+    """``build(params)``, the stage's own builder, with a test's changes."""
+    return lambda **changes: replace(build(PARAMS), **changes)
 
 
-def disent(**changes: Any) -> DisentHParams:
-    return replace(st.disent_hparams(PARAMS), **changes)
-
-
-def gen(**changes: Any) -> GenHParams:
-    return replace(st.gen_hparams(PARAMS), **changes)
-
-
-def judges(**changes: Any) -> JudgeConfig:
-    return replace(st.judges_config(PARAMS), **changes)
-
-
-def corpus(**changes: Any) -> CorpusSpec:
-    return replace(st.corpus_spec(PARAMS), **changes)
-
-
-def lrw_ingest(**changes: Any) -> LRWIngestConfig:
-    return replace(st.lrw_ingest_config(PARAMS), **changes)
-
-
-def celeb_ingest(**changes: Any) -> CelebIngestConfig:
-    return replace(st.celeb_ingest_config(PARAMS), **changes)
+joint: Callable[..., JointHParams] = _changed(st.joint_hparams)
+disent: Callable[..., DisentHParams] = _changed(st.disent_hparams)
+gen: Callable[..., GenHParams] = _changed(st.gen_hparams)
+judges: Callable[..., JudgeConfig] = _changed(st.judges_config)
+corpus: Callable[..., CorpusSpec] = _changed(st.corpus_spec)
+lrw_ingest: Callable[..., LRWIngestConfig] = _changed(st.lrw_ingest_config)
+celeb_ingest: Callable[..., CelebIngestConfig] = _changed(st.celeb_ingest_config)
