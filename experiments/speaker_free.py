@@ -59,6 +59,7 @@ ADVERSARY = {"disent.clip_id_weight": 10.0, "disent.clip_id_ridge": 0.01, "disen
 ROWS: dict[str, dict] = {
     "no speaker labels, nothing in their place": {},
     "label-free ridge adversary on 16 k-means pseudo-speakers (the default)": ADVERSARY,
+    "the same adversary at weight 3": {**ADVERSARY, "disent.clip_id_weight": 3.0},
 }
 RANK24 = "identity subspace removed, rank 24"
 KEYS = ("leakage/identity_from_word_video", "leakage/identity_from_word_audio", "leakage/identity_from_word_msceleb",
