@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from common import PARAMS, ROOT, device_name, shards_for
 
-from davs.config import DataSpec, DAVSConfig, LoopConfig
+from davs.config import DAVSConfig, LoopConfig
 from davs.data.spec import model_config_for
 from davs.devices import cpu_has_bf16_units
 from davs.training import distributed as D
@@ -102,8 +102,9 @@ def main() -> None:
         preset = dataclasses.replace(preset, image_size=args.image_size)
     lrw, celeb = (map(Path, args.shards) if args.shards
                   else shards_for(preset.image_size, ROOT / args.corpus, ROOT / args.cache))
-    data = config(DataSpec, PARAMS.data, PARAMS.joint, lrw_dir=str(lrw), celeb_dir=str(celeb), batch_size=args.batch_size,
-                  id_batch_size=args.id_batch_size or 2 * args.batch_size, num_workers=args.workers, rest_ref_prob=0.0)
+    data = dataclasses.replace(st.data_spec(PARAMS, "joint"), lrw_dir=str(lrw), celeb_dir=str(celeb),
+                               batch_size=args.batch_size, id_batch_size=args.id_batch_size or 2 * args.batch_size,
+                               num_workers=args.workers)
     sizes = {k: v for k, v in preset.to_dict().items() if k not in ("num_words", "num_ids", "num_speakers")}
     cfg = model_config_for(data, **{**sizes, "mouth_box": tuple(sizes["mouth_box"])})
     torch.manual_seed(0)
@@ -111,8 +112,7 @@ def main() -> None:
     task = make_task(cfg, hparams(PARAMS))
     per_step: list[dict] = []
     loop = config(LoopConfig, PARAMS.joint, steps=args.warmup + args.steps, amp=not args.no_amp,
-                  amp_on_cpu=cpu_has_bf16_units(), compile=args.compile, log_every=1, val_every=10**9, checkpoint=None,
-                  weight_decay=1e-4, grad_clip=5.0)
+                  amp_on_cpu=cpu_has_bf16_units(), compile=args.compile, log_every=1, val_every=10**9, checkpoint=None)
     bf16 = loop.amp and (dev.type == "cuda" or loop.amp_on_cpu)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)

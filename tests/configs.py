@@ -46,8 +46,7 @@ def loop(**changes: Any) -> LoopConfig:
 
 def data(lrw_dir: str | Path, celeb_dir: str | Path, **changes: Any) -> DataSpec:
     """What joint reads, from these shard directories."""
-    return config(DataSpec, PARAMS.data, PARAMS.joint, lrw_dir=str(lrw_dir), celeb_dir=str(celeb_dir),
-                  rest_ref_prob=0.0, **changes)
+    return replace(st.data_spec(PARAMS, "joint"), lrw_dir=str(lrw_dir), celeb_dir=str(celeb_dir), **changes)
 
 
 def _changed(build: Callable[[Any], Any]) -> Callable[..., Any]:
