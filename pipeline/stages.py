@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -27,7 +27,7 @@ from davs.config import (
     LRWIngestConfig,
 )
 from pipeline import paths
-from pipeline.params import DATA_KEYS, FROM_SHARDS, Params, config, settings_of
+from pipeline.params import DATA_KEYS, FROM_SHARDS, Params, config
 
 log = logging.getLogger("davs")
 
@@ -64,15 +64,15 @@ def synth(p: Params) -> dict:
     return generate(out, lrw_words(), corpus_spec(p))
 
 
-def corpus_spec(p: Params):
+def corpus_spec(p: Params) -> CorpusSpec:
     return config(CorpusSpec, p.synth)
 
 
-def lrw_ingest_config(p: Params):
+def lrw_ingest_config(p: Params) -> LRWIngestConfig:
     return config(LRWIngestConfig, p.data, p.ingest)
 
 
-def celeb_ingest_config(p: Params):
+def celeb_ingest_config(p: Params) -> CelebIngestConfig:
     return config(CelebIngestConfig, p.data, p.ingest)
 
 
@@ -91,7 +91,7 @@ def ingest_msceleb(p: Params) -> dict:
                celeb_ingest_config(p))
 
 
-def judges_config(p: Params):
+def judges_config(p: Params) -> JudgeConfig:
     return config(JudgeConfig, p.data, p.judges)
 
 
@@ -106,7 +106,7 @@ def judges(p: Params) -> dict:
     return train_judges(data, cfg, paths.model_file("judges"))
 
 
-def data_spec(p: Params, stage: str):
+def data_spec(p: Params, stage: str) -> DataSpec:
     """What a stage reads; gen reads no faces and is the one stage drawing reference frames at rest."""
     s = getattr(p, stage)
     extra = {"id_batch_size": s.batch_size} if stage == "gen" else {"rest_ref_prob": 0.0}
@@ -115,18 +115,18 @@ def data_spec(p: Params, stage: str):
 
 
 def model_sizes(p: Params) -> dict:
-    """The DAVSConfig fields params.yaml sets (the class counts come from the shards)."""
-    keys = set(settings_of(DAVSConfig, only=DATA_KEYS)) | set(settings_of(DAVSConfig, skip=FROM_SHARDS))
-    return {k: getattr(p.data if k in DATA_KEYS else p.model, k) for k in keys}
+    """The DAVSConfig fields params.yaml sets, in the class's order (the class counts come from the shards)."""
+    return {f.name: getattr(p.data if f.name in DATA_KEYS else p.model, f.name)
+            for f in fields(DAVSConfig) if f.name not in FROM_SHARDS}
 
 
-def model_config(p: Params):
+def model_config(p: Params) -> DAVSConfig:
     from davs.data.spec import model_config_for
 
     return model_config_for(data_spec(p, "joint"), **model_sizes(p))
 
 
-def loop_config(p: Params, stage: str):
+def loop_config(p: Params, stage: str) -> LoopConfig:
     """The stage's loop; ``amp`` autocasts to bf16 on CUDA, and on a CPU with bf16 units (AMX) too."""
     from davs.devices import cpu_has_bf16_units
 
@@ -154,11 +154,11 @@ class LiveCallback:
         self.live.end()
 
 
-def joint_hparams(p: Params):
+def joint_hparams(p: Params) -> JointHParams:
     return config(JointHParams, p.joint)
 
 
-def disent_hparams(p: Params):
+def disent_hparams(p: Params) -> DisentHParams:
     return config(DisentHParams, p.disent, joint=joint_hparams(p))
 
 
