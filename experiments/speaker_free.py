@@ -19,8 +19,9 @@ computed on its generator, read from this workspace's DVC cache, i.e. a workspac
 identity subspace removed at rank 24 (``RANK24_REV``: these params with ``model.identity_rank: 24``, which that
 commit's pipeline measured cross-speaker itself; its seeds are that commit's ``reports/seeds.json``).
 
-Writes experiments/results/speaker_free.json (rows already there are kept, a rerun one replaced). Run from the
-repository root after ``dvc repro`` (it reads the shards and models/judges.pt).
+Rows come from different machines (a CPU with AMX trains in bf16, another in fp32): each row names its own
+(``machine``). Writes experiments/results/speaker_free.json (rows already there are kept, a rerun one replaced).
+Run from the repository root after ``dvc repro`` (it reads the shards and models/judges.pt).
 """
 
 from __future__ import annotations
@@ -60,13 +61,15 @@ ROWS: dict[str, dict] = {
     "no speaker labels, nothing in their place": {},
     "label-free ridge adversary on 16 k-means pseudo-speakers (the default)": ADVERSARY,
     "the same adversary at weight 3": {**ADVERSARY, "disent.clip_id_weight": 3.0},
+    "the adversary, then the identity subspace removed at rank 16": {**ADVERSARY, "model.identity_rank": 16},
 }
 RANK24 = "identity subspace removed, rank 24"
 KEYS = ("leakage/identity_from_word_video", "leakage/identity_from_word_audio", "leakage/identity_from_word_msceleb",
         "leakage/word_from_identity", "word_acc/audio_top1", "word_acc/video_top1", "judge/lse_c_audio",
         "judge/lse_c_video", "judge/mouth_open_corr_audio", "judge/mouth_open_corr_video",
         "cross/mouth_is_target_video", "cross/mouth_is_driver_video", "cross/mouth_is_target_audio",
-        "cross/mouth_is_driver_audio", "cross/mouth_probe_real", "cross/chance",
+        "cross/mouth_is_driver_audio", "cross/mouth_probe_real", "cross/chance", "retrieval/r_at_10",
+        "judge/mouth_open_gain_audio", "judge/mouth_open_gain_video", "quality/audio_sharpness_mouth",
         "time/joint_s", "time/disent_s", "time/gen_s")
 
 
@@ -123,6 +126,11 @@ def input_probes(p) -> list[dict]:
             for k in ("mfcc", "mfcc_cmn", "mouth_rgb", "mouth_grey_norm")]
 
 
+def machine(env: dict) -> str:
+    """A row's machine in a few words: the CPU and the precision it trains in."""
+    return f"{env.get('cpu')} ({'AMX: bf16' if 'amx_tile' in env.get('isa', []) else 'no AMX: fp32'})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", nargs="*", default=["before", *ROWS, RANK24], help="rows by the start of their name")
@@ -134,7 +142,12 @@ def main() -> None:
     dev = torch.device("cpu")
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
-    rows = {r["row"]: r for r in results.get("rows", [])}
+    here = machine(environment())
+    # a file of before per-row machines was measured on one: its environment's
+    rows = {}  # by (row, machine): a row measured on two machines is two rows
+    for r in results.get("rows", []):
+        r = r if "machine" in r else {"row": r["row"], "machine": machine(results["environment"]), **r}
+        rows[r["row"], r["machine"]] = r
     base = base_params(f"{PARAMS_REV}:params.yaml")
     commit = subprocess.run(["git", "rev-parse", PARAMS_REV], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     inputs = input_probes(validate(base, f"{PARAMS_REV}:params.yaml"))
@@ -155,16 +168,26 @@ def main() -> None:
                 p, files, seconds = train_row(apply(base, ROWS[name]), work, dev)
                 m, _, _, _ = measure(p, dev, files)
                 run = {**{k: m[k] for k in KEYS if k in m}, **seconds}
-            rows[name] = {"row": name, **{k.split("/", 1)[1]: round(float(v), 4) for k, v in run.items()},
-                          "overrides": json.dumps(ROWS.get(name, {"model.identity_rank": 24} if RANK24 in name else {}))}
-            print(json.dumps(rows[name]), flush=True)
-            results = {"inputs": inputs, "note": "One run per row (seed 0). Leakage: the speaker read from pooled word features by the "
-                               "eval's linear probes (chance 0.1 over the probed speakers); cross: the share of "
-                               "generated mouth frames a probe fitted on real val mouths calls the target (A) or "
-                               "the driver (B).",
-                       "commit": commit, "environment": environment(), "rows": list(rows.values())}
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(results, indent=2) + "\n")
+            rev = RANK24_REV if RANK24 in name else BEFORE_REV if start == "before" else None  # a committed pipeline's
+            where = machine(json.loads(_show(rev, "reports/environment.json"))) if rev else here
+            record(rows, name, run, where, json.dumps(ROWS.get(name, {"model.identity_rank": 24} if RANK24 in name else {})))
+            write(out, inputs, commit, rows)
+
+
+def record(rows: dict[tuple[str, str], dict], name: str, run: dict, where: str, overrides: str) -> None:
+    rows[name, where] = {"row": name, "machine": where,
+                         **{k.split("/", 1)[1]: round(float(v), 4) for k, v in run.items()}, "overrides": overrides}
+    print(json.dumps(rows[name, where]), flush=True)
+
+
+def write(out: Path, inputs: list[dict], commit: str, rows: dict[tuple[str, str], dict]) -> None:
+    results = {"inputs": inputs, "note": "One run per row (seed 0), on the row's machine. Leakage: the speaker read from "
+                                         "pooled word features by the eval's linear probes (chance 0.1 over the probed "
+                                         "speakers); cross: the share of generated mouth frames a probe fitted on real "
+                                         "val mouths calls the target (A) or the driver (B). Inputs: this machine.",
+               "commit": commit, "rows": list(rows.values())}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,159 @@
+"""What removing the identity subspace takes from the mouth's motion (issue 27): a study on a trained model.
+
+On the pipeline's ``models/disent.pt`` (trained without the removal, ``model.identity_rank: 0``), the word features
+before the encoders' last layer are read on every LRW split; the identity subspace is fitted on the training
+clips as ``disent`` fits it (:class:`davs.models.identity_nuisance.IdentityStats`, label-free), at several ranks,
+and removed in two ways:
+
+- ``plain``: the orthogonal projection off the directions identity predicts best (what ``model.identity_rank``
+  does);
+- ``motion``: the directions where identity explains the most *for the frame-to-frame motion they carry* (the
+  generalised eigenproblem of the identity-predicted covariance against the within-clip covariance of the word
+  frames), removed by the projection orthogonal in motion-whitened coordinates, i.e. one that keeps as much of
+  the motion as any removal of those speaker means can.
+
+Each row: the speaker read from the pooled features by the eval's linear probe (fitted on val, scored on test;
+chance 0.1 over the probed speakers), the share of the word frames' within-clip variance removed, and the
+renderer's mouth openness read from each frame's features by a ridge regression (fitted on val, R^2 on test).
+
+    python experiments/identity_motion.py            # after dvc repro; -> experiments/results/identity_motion.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.linear_model import Ridge
+
+from davs.checkpoint import load_checkpoint
+from davs.data.lrw import clip_path
+from davs.data.spec import eval_loaders
+from davs.evaluation import probe
+from davs.files import atomic_write_text
+from davs.models import load_nets
+from davs.models.identity_nuisance import IdentityStats
+from davs.provenance import environment, file_hash
+from davs.synth.corpus import read_mouth_states
+from davs.tensors import masked_mean, to_images
+from pipeline import paths
+from pipeline.params import load_params
+from pipeline.stages import data_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(__file__).parent / "results" / "identity_motion.json"
+RANKS = (8, 16, 24)
+MOTION_FLOOR = 1e-3  # the within-clip covariance's ridge, relative to its mean variance
+
+
+@torch.no_grad()
+def features(model: str, p) -> dict[str, dict[str, torch.Tensor]]:
+    """Per split: word features before the last layer (N, T, D) of both encoders, the clips' identity (N, E),
+    speaker (N,), word mask (N, T) and the renderer's mouth openness (N, T)."""
+    nets = load_nets(load_checkpoint(model), ("Ev_w", "Ea_w", "Ep"), "cpu")
+    if nets["Ev_w"].nuisance.rank:
+        raise SystemExit(f"{model} already removes an identity subspace: run on a model of identity_rank 0")
+    states = read_mouth_states(paths.mouth_states(p))
+    data = replace(data_spec(p, "joint"), batch_size=p.eval.batch_size, id_batch_size=p.eval.batch_size)
+    out = {}
+    for split in ("train", "val", "test"):
+        parts: dict[str, list] = {k: [] for k in ("video", "audio", "id", "speaker", "mask", "open")}
+        for b in eval_loaders(data, p.model.window, split, ("lrw",))["lrw"]():
+            frames = to_images(b["frames"])  # (B, T, 3, H, W)
+            parts["video"].append(nets["Ev_w"].features(frames).float())
+            parts["audio"].append(nets["Ea_w"].features(b["mfcc"]).float())
+            parts["id"].append(nets["Ep"].sequence(frames).float().mean(1))
+            parts["speaker"].append(b["speaker"])
+            parts["mask"].append(b["mask"])
+            t = frames.shape[1]
+            parts["open"].append(torch.from_numpy(np.stack([states[clip_path(k)][:t, 0] for k in b["key"]])))
+        out[split] = {k: torch.cat(v) for k, v in parts.items()}
+    return out
+
+
+def removals(x: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, rank: int, ridge: float) -> dict[str, tuple]:
+    """The two removals fitted on training features ``x`` (N, T, D): name -> (mean (D,), basis (D, r),
+    readout (D, r)); a feature g loses (g - mean) @ readout @ basis.T."""
+    pooled = masked_mean(x, mask)  # (N, D)
+    stats = IdentityStats()
+    stats.add(pooled, ids)
+    mean, basis = stats.subspace(rank, ridge)
+    out = {"plain": (mean, basis, basis)}
+    # the identity-predicted covariance (as IdentityStats.subspace forms it) against the within-clip one
+    s, n = stats.sums, stats.n
+    mw, mz = s["w"] / n, s["z"] / n
+    czz, czw = s["zz"] / n - torch.outer(mz, mz), s["zw"] / n - torch.outer(mz, mw)
+    sd = czz.diagonal().clamp_min(1e-12).sqrt()
+    czz, czw = czz / torch.outer(sd, sd), czw / sd[:, None]
+    coef = torch.linalg.solve(czz + ridge * torch.eye(len(sd), dtype=czz.dtype), czw)  # (E, D)
+    fitted = coef.T @ czz @ coef  # (D, D)
+    frames = (x - pooled[:, None])[mask.bool()].double()  # (M, D) word frames about their clip's mean
+    w = frames.T @ frames / len(frames)
+    w = w + MOTION_FLOOR * w.diagonal().mean() * torch.eye(len(w), dtype=w.dtype)
+    lam, u = torch.linalg.eigh(w)
+    half, inv_half = u @ torch.diag(lam.sqrt()) @ u.T, u @ torch.diag(lam.rsqrt()) @ u.T
+    e = torch.linalg.eigh(inv_half @ fitted @ inv_half)[1].flip(1)[:, :rank]  # (D, r) in whitened coordinates
+    out["motion"] = (mw.float(), (half @ e).float(), (inv_half @ e).float())  # z = g W^-1/2 loses its part along e
+    return out
+
+
+def score(f: dict, key: str, removal: tuple | None, c: float) -> dict[str, float]:
+    def kept(split: str) -> torch.Tensor:
+        x = f[split][key]
+        if removal is None:
+            return x
+        mean, basis, readout = removal
+        g = x - mean
+        return g - (g @ readout) @ basis.T  # (N, T, D)
+
+    val, test = kept("val"), kept("test")
+    spk = probe(masked_mean(val, f["val"]["mask"]).numpy(), f["val"]["speaker"].numpy(),
+                masked_mean(test, f["test"]["mask"]).numpy(), f["test"]["speaker"].numpy(), c)
+
+    def motion(x: torch.Tensor, split: str) -> torch.Tensor:
+        m = f[split]["mask"]
+        return (x - masked_mean(x, m)[:, None])[m.bool()]  # (M, D)
+
+    raw = motion(f["test"][key], "test")
+    removed = 1 - float(motion(test, "test").pow(2).sum() / raw.pow(2).sum().clamp_min(1e-12))
+    xv, yv = val[f["val"]["mask"].bool()].numpy(), f["val"]["open"][f["val"]["mask"].bool()].numpy()
+    xt, yt = test[f["test"]["mask"].bool()].numpy(), f["test"]["open"][f["test"]["mask"].bool()].numpy()
+    mu, sd = xv.mean(0), xv.std(0) + 1e-6
+    r2 = Ridge(alpha=1.0).fit((xv - mu) / sd, yv).score((xt - mu) / sd, yt)
+    return {"speaker": round(float(spk), 4), "motion_removed": round(removed, 4), "openness_r2": round(float(r2), 4)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="models/disent.pt")
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    p = load_params(ROOT / "params.yaml")
+    f = features(args.model, p)
+    rows = []
+    for key in ("video", "audio"):
+        rows.append({"features": key, "removal": "none", "rank": 0, **score(f, key, None, p.eval.probe_c)})
+        for rank in RANKS:
+            fits = removals(f["train"][key], f["train"]["mask"], f["train"]["id"], rank, p.disent.identity_ridge)
+            for name, removal in fits.items():
+                rows.append({"features": key, "removal": name, "rank": rank, **score(f, key, removal, p.eval.probe_c)})
+                print(json.dumps(rows[-1]), flush=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    atomic_write_text(args.out, json.dumps({
+        "note": "One model (seed 0), no retraining: the word features of --model with the identity subspace removed "
+                "after training. speaker: the eval's linear probe on pooled features (chance 0.1); motion_removed: the "
+                "share of the word frames' within-clip variance removed; openness_r2: the renderer's mouth openness "
+                "read from each frame's features (ridge, fitted on val, R^2 on test).",
+        "commit": commit, "model_sha256": file_hash(args.model), "environment": environment(), "rows": rows},
+        indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
