@@ -47,6 +47,7 @@ from davs.cross_speaker import cross_speaker  # noqa: E402
 from davs.data.spec import eval_loaders  # noqa: E402
 from davs.models import load_nets  # noqa: E402
 from davs.provenance import environment  # noqa: E402
+from pipeline.docs import machine  # noqa: E402
 from pipeline.evaluate import measure  # noqa: E402
 from pipeline.params import validate  # noqa: E402
 from pipeline.stages import data_spec  # noqa: E402
@@ -126,11 +127,6 @@ def input_probes(p) -> list[dict]:
             for k in ("mfcc", "mfcc_cmn", "mouth_rgb", "mouth_grey_norm")]
 
 
-def machine(env: dict) -> str:
-    """A row's machine in a few words: the CPU and the precision it trains in."""
-    return f"{env.get('cpu')} ({'AMX: bf16' if 'amx_tile' in env.get('isa', []) else 'no AMX: fp32'})"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", nargs="*", default=["before", *ROWS, RANK24], help="rows by the start of their name")
@@ -143,8 +139,8 @@ def main() -> None:
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     here = machine(environment())
-    # a file of before per-row machines was measured on one: its environment's
-    rows = {}  # by (row, machine): a row measured on two machines is two rows
+    rows = {}  # by (row, machine): a row measured on two machines is two rows; a file without per-row machines
+    # was measured on one, its "environment"
     for r in results.get("rows", []):
         r = r if "machine" in r else {"row": r["row"], "machine": machine(results["environment"]), **r}
         rows[r["row"], r["machine"]] = r
