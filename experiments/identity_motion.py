@@ -3,14 +3,20 @@
 On the pipeline's ``models/disent.pt`` (trained without the removal, ``model.identity_rank: 0``), the word features
 before the encoders' last layer are read on every LRW split; the identity subspace is fitted on the training
 clips as ``disent`` fits it (:class:`davs.models.identity_nuisance.IdentityStats`, label-free), at several ranks,
-and removed in two ways:
+and removed in several ways:
 
 - ``plain``: the orthogonal projection off the directions identity predicts best (what ``model.identity_rank``
   does);
 - ``motion``: the directions where identity explains the most *for the frame-to-frame motion they carry* (the
   generalised eigenproblem of the identity-predicted covariance against the within-clip covariance of the word
   frames), removed by the projection orthogonal in motion-whitened coordinates, i.e. one that keeps as much of
-  the motion as any removal of those speaker means can.
+  the motion as any removal of those speaker means can;
+- ``plain_ridgeR``, ``plain_pcsK``: the same regression with ridge R, or from the identity vectors' top K
+  principal components only (they hold nearly all of the vectors' variance);
+- ``clustersK``: the top principal directions of the means of K pseudo-speakers (k-means of the identity
+  vectors, as the ``disent.clip_id_*`` adversary forms them; label-free), orthogonal projection;
+- ``speakers``: the same with the corpus's real speakers of the training clips. It reads speaker labels, so it
+  is no method for LRW: a bound on what a better label-free estimate of the speakers' directions could give.
 
 Each row: the speaker read from the pooled features by the eval's linear probe (fitted on val, scored on test;
 chance 0.1 over the probed speakers), the share of the word frames' within-clip variance removed, and the
@@ -37,6 +43,7 @@ from davs.data.lrw import clip_path
 from davs.data.spec import eval_loaders
 from davs.evaluation import probe
 from davs.files import atomic_write_text
+from davs.losses.ridge_adversary import pseudo_speakers
 from davs.models import load_nets
 from davs.models.identity_nuisance import IdentityStats
 from davs.provenance import environment, file_hash
@@ -48,7 +55,10 @@ from pipeline.stages import data_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results" / "identity_motion.json"
-RANKS = (8, 16, 24)
+RANKS = (4, 8, 12, 16, 24)
+CLUSTERS = (16, 32)
+RIDGES = (1.0, 50.0)  # plain's regression with these ridges too (disent.identity_ridge is the pipeline's)
+PCS = (10, 16)  # ... and from the identities' top principal components only
 MOTION_FLOOR = 1e-3  # the within-clip covariance's ridge, relative to its mean variance
 
 
@@ -77,14 +87,22 @@ def features(model: str, p) -> dict[str, dict[str, torch.Tensor]]:
     return out
 
 
-def removals(x: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, rank: int, ridge: float) -> dict[str, tuple]:
-    """The two removals fitted on training features ``x`` (N, T, D): name -> (mean (D,), basis (D, r),
-    readout (D, r)); a feature g loses (g - mean) @ readout @ basis.T."""
+def removals(x: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, rank: int, ridge: float,
+             speakers: torch.Tensor | None = None) -> dict[str, tuple]:
+    """The removals fitted on training features ``x`` (N, T, D): name -> (mean (D,), basis (D, r),
+    readout (D, r)); a feature g loses (g - mean) @ readout @ basis.T. ``speakers`` (N,) adds the real speakers'
+    removal (the bound)."""
     pooled = masked_mean(x, mask)  # (N, D)
     stats = IdentityStats()
     stats.add(pooled, ids)
     mean, basis = stats.subspace(rank, ridge)
     out = {"plain": (mean, basis, basis)}
+    for r in RIDGES:  # the same regression, shrunk harder
+        out[f"plain_ridge{r:g}"] = plain(pooled, ids, rank, r)
+    zc = ids.double() - ids.double().mean(0)  # (N, E)
+    pcs = torch.linalg.svd(zc, full_matrices=False)[2]  # (E, E) principal axes of the identities, rows
+    for k in PCS:  # the regression from the identities' top k principal components only
+        out[f"plain_pcs{k}"] = plain(pooled, zc @ pcs[:k].T, rank, ridge)
     # the identity-predicted covariance (as IdentityStats.subspace forms it) against the within-clip one
     s, n = stats.sums, stats.n
     mw, mz = s["w"] / n, s["z"] / n
@@ -100,7 +118,34 @@ def removals(x: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, rank: int, 
     half, inv_half = u @ torch.diag(lam.sqrt()) @ u.T, u @ torch.diag(lam.rsqrt()) @ u.T
     e = torch.linalg.eigh(inv_half @ fitted @ inv_half)[1].flip(1)[:, :rank]  # (D, r) in whitened coordinates
     out["motion"] = (mw.float(), (half @ e).float(), (inv_half @ e).float())  # z = g W^-1/2 loses its part along e
+    for k in CLUSTERS:
+        if rank < k:
+            out[f"clusters{k}"] = means_removal(pooled, pseudo_speakers(ids, k), rank)
+    if speakers is not None and bool((speakers >= 0).all()):  # reads labels: a bound, not a method
+        onehot = torch.nn.functional.one_hot(speakers.long())  # (N, S)
+        if rank < int((onehot.sum(0) > 0).sum()):
+            out["speakers"] = means_removal(pooled, onehot, rank)
     return out
+
+
+def plain(pooled: torch.Tensor, ids: torch.Tensor, rank: int, ridge: float) -> tuple:
+    """``model.identity_rank``'s removal: off the ``rank`` directions of ``pooled`` (N, D) that ``ids`` (N, E)
+    predict best (:meth:`IdentityStats.subspace`)."""
+    stats = IdentityStats()
+    stats.add(pooled, ids)
+    mean, basis = stats.subspace(rank, ridge)
+    return mean, basis, basis
+
+
+def means_removal(pooled: torch.Tensor, onehot: torch.Tensor, rank: int) -> tuple:
+    """The orthogonal removal of the top ``rank`` principal directions of the group means of ``pooled`` (N, D),
+    groups ``onehot`` (N, K), each mean weighted by its group's share of the clips."""
+    onehot = onehot.double()[:, onehot.sum(0) > 0]  # (N, K) non-empty groups
+    g = pooled.double() - pooled.double().mean(0)  # (N, D)
+    means = (onehot.T @ g) / onehot.sum(0)[:, None]  # (K, D)
+    between = means.T @ torch.diag(onehot.sum(0) / len(g)) @ means  # (D, D) between-group covariance
+    basis = torch.linalg.eigh(between)[1].flip(1)[:, :rank].float()  # (D, r)
+    return pooled.mean(0), basis, basis
 
 
 def score(f: dict, key: str, removal: tuple | None, c: float) -> dict[str, float]:
@@ -141,7 +186,8 @@ def main() -> None:
     for key in ("video", "audio"):
         rows.append({"features": key, "removal": "none", "rank": 0, **score(f, key, None, p.eval.probe_c)})
         for rank in RANKS:
-            fits = removals(f["train"][key], f["train"]["mask"], f["train"]["id"], rank, p.disent.identity_ridge)
+            fits = removals(f["train"][key], f["train"]["mask"], f["train"]["id"], rank, p.disent.identity_ridge,
+                            f["train"]["speaker"])
             for name, removal in fits.items():
                 rows.append({"features": key, "removal": name, "rank": rank, **score(f, key, removal, p.eval.probe_c)})
                 print(json.dumps(rows[-1]), flush=True)

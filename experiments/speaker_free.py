@@ -63,6 +63,7 @@ ROWS: dict[str, dict] = {
     "label-free ridge adversary on 16 k-means pseudo-speakers (the default)": ADVERSARY,
     "the same adversary at weight 3": {**ADVERSARY, "disent.clip_id_weight": 3.0},
     "the adversary, then the identity subspace removed at rank 16": {**ADVERSARY, "model.identity_rank": 16},
+    "the adversary, then the identity subspace removed at rank 12": {**ADVERSARY, "model.identity_rank": 12},
 }
 RANK24 = "identity subspace removed, rank 24"
 KEYS = ("leakage/identity_from_word_video", "leakage/identity_from_word_audio", "leakage/identity_from_word_msceleb",
