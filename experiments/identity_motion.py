@@ -93,10 +93,7 @@ def removals(x: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, rank: int, 
     readout (D, r)); a feature g loses (g - mean) @ readout @ basis.T. ``speakers`` (N,) adds the real speakers'
     removal (the bound)."""
     pooled = masked_mean(x, mask)  # (N, D)
-    stats = IdentityStats()
-    stats.add(pooled, ids)
-    mean, basis = stats.subspace(rank, ridge)
-    out = {"plain": (mean, basis, basis)}
+    out = {"plain": plain(pooled, ids, rank, ridge)}
     for r in RIDGES:  # the same regression, shrunk harder
         out[f"plain_ridge{r:g}"] = plain(pooled, ids, rank, r)
     zc = ids.double() - ids.double().mean(0)  # (N, E)
@@ -104,6 +101,8 @@ def removals(x: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, rank: int, 
     for k in PCS:  # the regression from the identities' top k principal components only
         out[f"plain_pcs{k}"] = plain(pooled, zc @ pcs[:k].T, rank, ridge)
     # the identity-predicted covariance (as IdentityStats.subspace forms it) against the within-clip one
+    stats = IdentityStats()
+    stats.add(pooled, ids)
     s, n = stats.sums, stats.n
     mw, mz = s["w"] / n, s["z"] / n
     czz, czw = s["zz"] / n - torch.outer(mz, mz), s["zw"] / n - torch.outer(mz, mw)
@@ -148,14 +147,17 @@ def means_removal(pooled: torch.Tensor, onehot: torch.Tensor, rank: int) -> tupl
     return pooled.mean(0), basis, basis
 
 
+def apply(removal: tuple, x: torch.Tensor) -> torch.Tensor:
+    """``x`` (..., D) with a removal (mean, basis, readout) applied: centred, its part along readout removed."""
+    mean, basis, readout = removal
+    g = x - mean
+    return g - (g @ readout) @ basis.T  # (..., D)
+
+
 def score(f: dict, key: str, removal: tuple | None, c: float) -> dict[str, float]:
     def kept(split: str) -> torch.Tensor:
         x = f[split][key]
-        if removal is None:
-            return x
-        mean, basis, readout = removal
-        g = x - mean
-        return g - (g @ readout) @ basis.T  # (N, T, D)
+        return x if removal is None else apply(removal, x)  # (N, T, D)
 
     val, test = kept("val"), kept("test")
     spk = probe(masked_mean(val, f["val"]["mask"]).numpy(), f["val"]["speaker"].numpy(),
