@@ -64,6 +64,8 @@ ROWS: dict[str, dict] = {
     "the same adversary at weight 3": {**ADVERSARY, "disent.clip_id_weight": 3.0},
     "the adversary, then the identity subspace removed at rank 16": {**ADVERSARY, "model.identity_rank": 16},
     "the adversary, then the identity subspace removed at rank 12": {**ADVERSARY, "model.identity_rank": 12},
+    "the adversary, the identity subspace removed at rank 12, then the encoders trained with G":
+        {**ADVERSARY, "model.identity_rank": 12, "gen.train_encoders": True},
 }
 RANK24 = "identity subspace removed, rank 24"
 KEYS = ("leakage/identity_from_word_video", "leakage/identity_from_word_audio", "leakage/identity_from_word_msceleb",
