@@ -92,11 +92,22 @@ STAGES = ("joint", "disent", "gen")
 
 # settings removed since a pinned file was written, with the one value they could take now (the code's)
 RETIRED = {("model", "audio_conditioned_disc"): True}
+# settings added since, with the value that runs the code as it ran before they existed (the identity subspace
+# and the clip-identity adversary off, no input augmentation); the rest are inert at those values, or set what
+# the rows do not run (ingestion, the lip head)
+ADDED = {("model", "identity_rank"): 0, ("disent", "clip_id_weight"): 0.0,
+         ("joint", "aug_scale"): 0.0, ("joint", "aug_shift"): 0.0, ("joint", "aug_colour"): 0.0,
+         ("joint", "aug_warp"): 0.0,
+         ("disent", "identity_ridge"): 0.02, ("disent", "identity_clips"): 4000, ("disent", "identity_form"): "plain", ("disent", "head_steps"): 200,
+         ("disent", "head_lr"): 0.002, ("disent", "clip_id_memory"): 64, ("disent", "clip_id_ridge"): 0.01,
+         ("disent", "clip_id_clusters"): 16, ("ingest", "msceleb_shard_max_samples"): 512,
+         ("lips", "context"): 2, ("lips", "ridge"): 0.01, ("lips", "batch_size"): 16}
 
 
 def base_params(spec: str) -> dict:
     """The params every row starts from: a file, or ``REV:PATH`` in this repository's git history; a retired
-    setting at the value the code now always has is dropped (at another value the file cannot be run)."""
+    setting at the value the code now always has is dropped (at another value the file cannot be run), a setting
+    added since is set to the value that runs the code as before."""
     if Path(spec).is_file():
         raw = yaml.safe_load(Path(spec).read_text())
     else:
@@ -112,6 +123,8 @@ def base_params(spec: str) -> dict:
             raise SystemExit(f"--params {spec!r}: {section}.{key} is {raw[section][key]!r}; the code now always "
                              f"runs {value!r}")
         raw.get(section, {}).pop(key, None)
+    for (section, key), value in ADDED.items():
+        raw.setdefault(section, {}).setdefault(key, value)
     return raw
 
 

@@ -59,7 +59,6 @@ RANKS = (4, 8, 12, 16, 24)
 CLUSTERS = (16, 32)
 RIDGES = (1.0, 50.0)  # plain's regression with these ridges too (disent.identity_ridge is the pipeline's)
 PCS = (10, 16)  # ... and from the identities' top principal components only
-MOTION_FLOOR = 1e-3  # the within-clip covariance's ridge, relative to its mean variance
 
 
 @torch.no_grad()
@@ -100,23 +99,10 @@ def removals(x: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, rank: int, 
     pcs = torch.linalg.svd(zc, full_matrices=False)[2]  # (E, E) principal axes of the identities, rows
     for k in PCS:  # the regression from the identities' top k principal components only
         out[f"plain_pcs{k}"] = plain(pooled, zc @ pcs[:k].T, rank, ridge)
-    # the identity-predicted covariance (as IdentityStats.subspace forms it) against the within-clip one
+    frames = (x - pooled[:, None])[mask.bool()]  # (M, D) word frames about their clip's mean
     stats = IdentityStats()
-    stats.add(pooled, ids)
-    s, n = stats.sums, stats.n
-    mw, mz = s["w"] / n, s["z"] / n
-    czz, czw = s["zz"] / n - torch.outer(mz, mz), s["zw"] / n - torch.outer(mz, mw)
-    sd = czz.diagonal().clamp_min(1e-12).sqrt()
-    czz, czw = czz / torch.outer(sd, sd), czw / sd[:, None]
-    coef = torch.linalg.solve(czz + ridge * torch.eye(len(sd), dtype=czz.dtype), czw)  # (E, D)
-    fitted = coef.T @ czz @ coef  # (D, D)
-    frames = (x - pooled[:, None])[mask.bool()].double()  # (M, D) word frames about their clip's mean
-    w = frames.T @ frames / len(frames)
-    w = w + MOTION_FLOOR * w.diagonal().mean() * torch.eye(len(w), dtype=w.dtype)
-    lam, u = torch.linalg.eigh(w)
-    half, inv_half = u @ torch.diag(lam.sqrt()) @ u.T, u @ torch.diag(lam.rsqrt()) @ u.T
-    e = torch.linalg.eigh(inv_half @ fitted @ inv_half)[1].flip(1)[:, :rank]  # (D, r) in whitened coordinates
-    out["motion"] = (mw.float(), (half @ e).float(), (inv_half @ e).float())  # z = g W^-1/2 loses its part along e
+    stats.add(pooled, ids, motion=frames)
+    out["motion"] = stats.motion_subspace(rank, ridge)  # what disent.identity_form: motion removes
     for k in CLUSTERS:
         if rank < k:
             out[f"clusters{k}"] = means_removal(pooled, pseudo_speakers(ids, k), rank)

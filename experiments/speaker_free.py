@@ -58,6 +58,7 @@ PARAMS_REV = "5ce99a6"  # params.yaml of the commit these rows were measured on 
 RANK24_REV = "d1872b4"  # the pipeline with model.identity_rank: 24 (metrics of c299132, seeds added)
 BEFORE_REV = "28f3e88b9ce6a807a6cf94135221487545803b23"  # the pipeline with the speaker-label adversary Cs_w
 ADVERSARY = {"disent.clip_id_weight": 10.0, "disent.clip_id_ridge": 0.01, "disent.clip_id_clusters": 16}
+AUGMENT = {"joint.aug_scale": 0.2, "joint.aug_shift": 0.06, "joint.aug_colour": 0.2, "joint.aug_warp": 0.1}
 ROWS: dict[str, dict] = {
     "no speaker labels, nothing in their place": {},
     "label-free ridge adversary on 16 k-means pseudo-speakers (the default)": ADVERSARY,
@@ -66,6 +67,13 @@ ROWS: dict[str, dict] = {
     "the adversary, then the identity subspace removed at rank 12": {**ADVERSARY, "model.identity_rank": 12},
     "the adversary, the identity subspace removed at rank 12, then the encoders trained with G":
         {**ADVERSARY, "model.identity_rank": 12, "gen.train_encoders": True},
+    "the adversary, the word encoders' inputs varied clip by clip": {**ADVERSARY, **AUGMENT},
+    "the adversary, inputs varied clip by clip, then the identity subspace removed at rank 8":
+        {**ADVERSARY, **AUGMENT, "model.identity_rank": 8},
+    "the adversary, then the identity subspace removed at rank 12, keeping the motion":
+        {**ADVERSARY, "model.identity_rank": 12, "disent.identity_form": "motion"},
+    "the adversary, then the identity subspace removed at rank 8, keeping the motion":
+        {**ADVERSARY, "model.identity_rank": 8, "disent.identity_form": "motion"},
 }
 RANK24 = "identity subspace removed, rank 24"
 KEYS = ("leakage/identity_from_word_video", "leakage/identity_from_word_audio", "leakage/identity_from_word_msceleb",

@@ -90,3 +90,55 @@ def test_layer_is_per_frame_and_rejects_a_wrong_basis():
         layer.set(torch.zeros(8), torch.zeros(8, 3))
     with pytest.raises(ValueError, match="at least 2 clips"):
         IdentityStats().subspace(2, 0.02)
+
+
+def _clips_with_motion(clips: int = 600, t: int = 12, seed: int = 1):
+    """Frames (N, T, D): a speaker offset along directions that also carry some of the motion, and motion of
+    its own; identity vectors = the speaker's embedding + noise."""
+    g = torch.Generator().manual_seed(seed)
+    spk = torch.randint(0, 6, (clips,), generator=g)
+    emb = torch.randn(6, 10, generator=g)  # (S, E)
+    ids = emb[spk] + 0.3 * torch.randn(clips, 10, generator=g)  # (N, E)
+    offsets = 3.0 * emb @ torch.randn(10, 16, generator=g)  # (S, D)
+    motion = torch.randn(clips, t, 4, generator=g) @ torch.randn(4, 16, generator=g)  # (N, T, D)
+    frames = offsets[spk][:, None] + motion + 0.1 * torch.randn(clips, t, 16, generator=g)  # (N, T, D)
+    return frames, ids, spk
+
+
+def test_the_motion_form_removes_the_speaker_and_keeps_more_motion_than_plain():
+    frames, ids, spk = _clips_with_motion()
+    pooled = frames.mean(1)  # (N, D)
+    moving = (frames - pooled[:, None]).flatten(0, 1)  # (N*T, D)
+    stats = IdentityStats()
+    stats.add(pooled, ids, motion=moving)
+    kept = {}
+    for form in ("plain", "motion"):
+        layer = IdentityNuisance(16, 5)
+        if form == "plain":
+            layer.set(*stats.subspace(5, 0.02))
+        else:
+            mean, basis, readout = stats.motion_subspace(5, 0.02)
+            assert not torch.allclose(basis, readout)
+            layer.set(mean, basis, 1.0, readout)
+            assert torch.allclose(layer.readout, readout)
+        out = layer(frames).detach()  # (N, T, D)
+        m = torch.stack([out[spk == s].mean((0, 1)) for s in range(6)])  # (S, D) speaker means
+        m0 = torch.stack([frames[spk == s].mean((0, 1)) for s in range(6)])
+        assert m.std(0).sum() < 0.1 * m0.std(0).sum(), form  # the speakers' means made equal
+        kept[form] = float((out - out.mean(1, keepdim=True)).pow(2).sum() / moving.pow(2).sum())
+    assert kept["motion"] > 0.9 and kept["plain"] < 0.8, kept
+
+
+def test_the_motion_form_needs_the_motion_and_old_files_load_as_plain():
+    stats = IdentityStats()
+    stats.add(torch.randn(20, 8), torch.randn(20, 3))
+    with pytest.raises(ValueError, match="motion"):
+        stats.motion_subspace(2, 0.02)
+    layer = IdentityNuisance(8, 2)
+    layer.set(torch.randn(8), torch.linalg.qr(torch.randn(8, 2)).Q, 1.5)
+    old = {k: v for k, v in layer.state_dict().items() if k != "readout"}  # a file from before the readout
+    fresh = IdentityNuisance(8, 2)
+    fresh.load_state_dict(old)
+    assert torch.equal(fresh.readout, layer.basis)
+    x = torch.randn(4, 8)
+    assert torch.equal(fresh(x), layer(x))

@@ -30,10 +30,12 @@ def test_stages_write_models_that_load_weights_only(trained):
     disent = load_model(out / "disent.pt")
     assert {"Cw_p", "Cp_w"} <= set(disent["nets"]) and "Cs_w" not in disent["nets"]  # no speaker adversary
     for enc in ("Ev_w", "Ea_w"):  # the identity subspace was fitted after the adversarial steps and is kept
-        basis = disent["nets"][enc]["nuisance.basis"]
-        assert basis.shape == (cfg.feat_dim, cfg.identity_rank)
-        assert torch.allclose(basis.T @ basis, torch.eye(cfg.identity_rank), atol=1e-4)
-        assert torch.equal(load_model(out / "gen.pt")["nets"][enc]["nuisance.basis"], basis)  # gen keeps it
+        basis, readout = disent["nets"][enc]["nuisance.basis"], disent["nets"][enc]["nuisance.readout"]
+        assert basis.shape == readout.shape == (cfg.feat_dim, cfg.identity_rank)
+        # a projection (either form): what it removes, it removes whole
+        assert torch.allclose(readout.T @ basis, torch.eye(cfg.identity_rank), atol=1e-4)
+        for k, v in (("basis", basis), ("readout", readout)):  # gen keeps it
+            assert torch.equal(load_model(out / "gen.pt")["nets"][enc][f"nuisance.{k}"], v)
     assert m2["identity/fit_clips"] > 0 and "head/val/acc/word_video" in m2
     assert {"G", "D_temporal"} <= set(load_model(out / "gen.pt")["nets"])
     assert "val/acc/word_audio" in m1 and "val/acc/dis_word_from_id" in m2 and "val/l1_copy_ref" in m3

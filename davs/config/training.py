@@ -38,6 +38,11 @@ class JointHParams:
     identity_weight: NonNegF  # Cp's cross-entropy on MS-Celeb faces
     domain_weight: NonNegF
     warmup_steps: NonNeg  # contrastive and domain terms ramp up linearly over these steps
+    # the word encoders' training inputs varied clip by clip (davs/training/augment.py; joint and disent; 0 = off)
+    aug_scale: NonNegF  # the mouth's width scaled by up to 1 + aug_scale (log-uniform, about the mouth box)
+    aug_shift: NonNegF  # the face shifted by up to this share of the crop, each direction
+    aug_colour: NonNegF  # per-channel gain in 1 +- aug_colour and offset in +- aug_colour
+    aug_warp: NonNegF  # the MFCC's mel axis warped by a factor in 1 +- aug_warp (vocal tract length)
     # the official DAVS's forms (model.variant: paper)
     contrastive_form: Literal["davs", "paper"]  # ours (pooled, negatives across words) | official L2 contrastive
     domain_loss: Literal["confusion", "flip"]  # ours (the discriminator's probability to 1/2) | official flipped BCE
@@ -54,6 +59,8 @@ class DisentHParams:
     dis_memory: Pos  # the dis-classifiers train on the features of the last dis_memory steps
     identity_ridge: PosF  # model.identity_rank's subspace: ridge of its reduced-rank regression from identity vectors
     identity_clips: Pos  # ... fitted on this many training clips, after the last step
+    identity_form: Literal["plain", "motion"]  # ... removed by the orthogonal projection, or by the one that keeps the
+    # frames' motion about their clip's mean (davs/models/identity_nuisance.py)
     head_steps: NonNeg  # then Cw refitted for this many steps on the features with the subspace removed
     head_lr: PosF
     clip_id_weight: NonNegF  # the label-free adversary: the clip's own identity read from its word features (0 = off)

@@ -5,7 +5,12 @@ in the MFCC) that a linear probe reads however the adversaries push. The disenta
 directions of the word features that the clip's own identity vectors predict (a reduced-rank regression,
 :meth:`IdentityStats.subspace`, label-free) and this layer removes them from every frame's feature::
 
-    f  ->  mix(scale * (g - (g @ basis) @ basis.T)),   g = f - mean,   basis (D, r) orthonormal
+    f  ->  mix(scale * (g - (g @ readout) @ basis.T)),   g = f - mean,   basis, readout (D, r)
+
+``disent.identity_form`` chooses the projection: ``plain`` (readout = basis, orthonormal: the orthogonal
+projection off the directions identity predicts best) or ``motion`` (the oblique projection that removes the
+speakers' directions while keeping as much of the frames' motion about their clip's mean as such a removal can:
+:meth:`IdentityStats.motion_subspace`).
 
 Class means along the removed directions become equal, so a linear probe cannot separate speakers by them.
 The identity directions can hold most of the features' variance; ``scale`` gives what is left the variance
@@ -23,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+MOTION_FLOOR = 1e-3  # the within-clip covariance's ridge in motion_subspace, relative to its mean variance
+
 
 class IdentityNuisance(nn.Module):
     """(..., D) -> (..., D): centred on ``mean``, the span of ``basis`` removed, rescaled by ``scale``."""
@@ -33,6 +40,7 @@ class IdentityNuisance(nn.Module):
         # persistent only when in use: model files of rank 0 keep the keys they always had
         self.register_buffer("mean", torch.zeros(feat_dim), persistent=rank > 0)
         self.register_buffer("basis", torch.zeros(feat_dim, rank), persistent=rank > 0)
+        self.register_buffer("readout", torch.zeros(feat_dim, rank), persistent=rank > 0)
         self.register_buffer("scale", torch.ones(()), persistent=rank > 0)
         self.mix = nn.Linear(feat_dim, feat_dim, bias=False) if rank > 0 else None
         if self.mix is not None:
@@ -41,19 +49,30 @@ class IdentityNuisance(nn.Module):
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         if self.rank == 0:
             return feats
-        basis, mean = self.basis.to(feats.dtype), self.mean.to(feats.dtype)
+        basis, readout, mean = (b.to(feats.dtype) for b in (self.basis, self.readout, self.mean))
         g = feats - mean  # (..., D)
-        return self.mix(self.scale.to(feats.dtype) * (g - (g @ basis) @ basis.T))  # (..., D), centred
+        return self.mix(self.scale.to(feats.dtype) * (g - (g @ readout) @ basis.T))  # (..., D), centred
 
     @torch.no_grad()
-    def set(self, mean: torch.Tensor, basis: torch.Tensor, scale: float = 1.0) -> None:
-        if basis.shape != self.basis.shape:
-            raise ValueError(f"identity basis of shape {tuple(basis.shape)}, expected {tuple(self.basis.shape)}")
+    def set(self, mean: torch.Tensor, basis: torch.Tensor, scale: float = 1.0,
+            readout: torch.Tensor | None = None) -> None:
+        """``readout`` None: the orthogonal projection (readout = basis)."""
+        readout = basis if readout is None else readout
+        for name, b in (("basis", basis), ("readout", readout)):
+            if b.shape != self.basis.shape:
+                raise ValueError(f"identity {name} of shape {tuple(b.shape)}, expected {tuple(self.basis.shape)}")
         self.mean.copy_(mean)
         self.basis.copy_(basis)
+        self.readout.copy_(readout)
         self.scale.fill_(scale)
         if self.mix is not None:  # what it mixed is gone: start again from the identity
             nn.init.eye_(self.mix.weight)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
+        """Model files written before the readout existed hold the orthogonal projection: readout = basis."""
+        if self.rank and prefix + "readout" not in state_dict and prefix + "basis" in state_dict:
+            state_dict[prefix + "readout"] = state_dict[prefix + "basis"]
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 class IdentityStats:
@@ -65,19 +84,22 @@ class IdentityStats:
         self.sums: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
-    def add(self, words: torch.Tensor, ids: torch.Tensor) -> None:
-        """``words`` (N, D), ``ids`` (N, E) of N clips."""
+    def add(self, words: torch.Tensor, ids: torch.Tensor, motion: torch.Tensor | None = None) -> None:
+        """``words`` (N, D), ``ids`` (N, E) of N clips; ``motion`` (M, D): their frames' features about their
+        clip's mean (what :meth:`motion_subspace` keeps)."""
         w, z = words.detach().double().cpu(), ids.detach().double().cpu()
         parts = {"w": w.sum(0), "z": z.sum(0), "zz": z.T @ z, "zw": z.T @ w}
+        if motion is not None:
+            m = motion.detach().double().cpu()
+            parts |= {"mm": m.T @ m, "m_n": torch.tensor(float(len(m)), dtype=torch.float64)}
         for k, v in parts.items():
             self.sums[k] = self.sums[k] + v if k in self.sums else v
         self.n += len(w)
 
-    def subspace(self, rank: int, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``rank`` directions of the word features that the identity vectors predict best: a ridge
-        regression from the standardised identities to the centred words, then the top principal directions
-        of its fitted values (reduced-rank regression). Returns (mean (D,), basis (D, rank)), orthonormal
-        columns. ``ridge`` is relative to the standardised identities' unit variance."""
+    def fitted_covariance(self, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """A ridge regression from the standardised identities to the centred words: returns (the words' mean
+        (D,), the covariance of their identity-predicted part (D, D)), float64. ``ridge`` is relative to the
+        standardised identities' unit variance."""
         if self.n < 2:
             raise ValueError(f"the identity subspace needs at least 2 clips (got {self.n})")
         n, s = self.n, self.sums
@@ -87,7 +109,31 @@ class IdentityStats:
         sd = czz.diagonal().clamp_min(1e-12).sqrt()  # (E,)
         czz, czw = czz / torch.outer(sd, sd), czw / sd[:, None]  # standardised identities
         coef = torch.linalg.solve(czz + ridge * torch.eye(len(sd), dtype=czz.dtype), czw)  # (E, D)
-        fitted_cov = coef.T @ czz @ coef  # (D, D): covariance of the words' identity-predicted part
+        return mw, coef.T @ czz @ coef
+
+    def subspace(self, rank: int, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``rank`` directions of the word features that the identity vectors predict best: the top
+        principal directions of the regression's fitted values (:meth:`fitted_covariance`; reduced-rank
+        regression). Returns (mean (D,), basis (D, rank)), orthonormal columns."""
+        mw, fitted_cov = self.fitted_covariance(ridge)
         _, vecs = torch.linalg.eigh(fitted_cov)  # ascending eigenvalues
         basis = vecs.flip(1)[:, :rank]  # (D, rank)
         return mw.float(), basis.float().contiguous()
+
+    def motion_subspace(self, rank: int, ridge: float, floor: float = MOTION_FLOOR
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The ``rank`` directions where identity explains the most *for the motion they carry*: the top
+        eigenvectors ``e`` of the identity-predicted covariance (:meth:`fitted_covariance`) in coordinates
+        whitened by the frames' within-clip covariance ``W`` (ridge ``floor`` x its mean variance). Returns
+        (mean (D,), basis = W^1/2 e, readout = W^-1/2 e): ``g - (g @ readout) @ basis.T`` is the projection,
+        orthogonal in whitened coordinates, that makes the identity-predicted part vanish along ``e`` while
+        taking as little of the motion as such a removal can."""
+        if "mm" not in self.sums:
+            raise ValueError("the motion subspace needs the frames' motion (IdentityStats.add(..., motion=))")
+        mw, fitted = self.fitted_covariance(ridge)
+        w = self.sums["mm"] / self.sums["m_n"]  # (D, D) within-clip covariance of the frames
+        w = w + floor * w.diagonal().mean() * torch.eye(len(w), dtype=w.dtype)
+        lam, u = torch.linalg.eigh(w)
+        half, inv_half = u @ torch.diag(lam.sqrt()) @ u.T, u @ torch.diag(lam.rsqrt()) @ u.T  # (D, D) each
+        e = torch.linalg.eigh(inv_half @ fitted @ inv_half)[1].flip(1)[:, :rank]  # (D, r), whitened coordinates
+        return mw.float(), (half @ e).float().contiguous(), (inv_half @ e).float().contiguous()

@@ -24,9 +24,10 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def fit_identity_nuisance(nets: nn.ModuleDict, batches: Iterable[dict], device: torch.device, rank: int,
-                          ridge: float, max_clips: int) -> dict[str, float]:
-    """Set ``nets["Ev_w"]`` and ``nets["Ea_w"]``'s identity subspace, each its own; returns the clips used and,
-    per encoder, the share of its pooled features' variance the removed directions held."""
+                          ridge: float, max_clips: int, form: str = "plain") -> dict[str, float]:
+    """Set ``nets["Ev_w"]`` and ``nets["Ea_w"]``'s identity subspace, each its own, removed as ``form`` says
+    (``plain`` or ``motion``, :class:`davs.models.identity_nuisance.IdentityNuisance`); returns the clips used
+    and, per encoder, the share of its pooled features' variance the removal takes."""
     stats = {"Ev_w": IdentityStats(), "Ea_w": IdentityStats()}
     modes = {k: nets[k].training for k in (*stats, "Ep")}
     for k in modes:
@@ -37,17 +38,25 @@ def fit_identity_nuisance(nets: nn.ModuleDict, batches: Iterable[dict], device: 
         frames, mask = to_images(b["frames"]), b["mask"]
         ids = nets["Ep"].sequence(frames).float().mean(1)  # (B, E): each clip's identity
         for k, x in (("Ev_w", frames), ("Ea_w", b["mfcc"])):
-            words = masked_mean(nets[k].features(x), mask).float()  # (B, D)
-            stats[k].add(words, ids)
+            feats = nets[k].features(x)  # (B, T, D)
+            words = masked_mean(feats, mask).float()  # (B, D)
+            motion = (feats.float() - words[:, None])[mask.bool()] if form == "motion" else None  # (M, D)
+            stats[k].add(words, ids, motion)
             pooled[k].append(words.cpu())
         if stats["Ev_w"].n >= max_clips:
             break
     out = {"identity/fit_clips": float(stats["Ev_w"].n)}
     for k, st in stats.items():
-        mean, basis = st.subspace(rank, ridge)
-        g = torch.cat(pooled[k]) - mean  # (N, D)
-        removed = float((g @ basis).pow(2).sum() / g.pow(2).sum().clamp_min(1e-12))
-        nets[k].nuisance.set(mean.to(device), basis.to(device), (1.0 / max(1.0 - removed, 1e-6)) ** 0.5)
+        if form == "motion":
+            mean, basis, readout = st.motion_subspace(rank, ridge)
+            g = torch.cat(pooled[k]) - mean  # (N, D)
+            removed = 1 - float((g - (g @ readout) @ basis.T).pow(2).sum() / g.pow(2).sum().clamp_min(1e-12))
+        else:
+            mean, basis = st.subspace(rank, ridge)
+            readout, g = basis, torch.cat(pooled[k]) - mean  # (N, D)
+            removed = float((g @ basis).pow(2).sum() / g.pow(2).sum().clamp_min(1e-12))
+        nets[k].nuisance.set(mean.to(device), basis.to(device), (1.0 / max(1.0 - removed, 1e-6)) ** 0.5,
+                             readout.to(device))
         out[f"identity/removed_var_{k}"] = removed
     for k, m in modes.items():
         nets[k].train(m)

@@ -111,7 +111,8 @@ def run_disent(data: DataSpec, cfg: DAVSConfig, loop: LoopConfig, w: DisentHPara
 def remove_identity(task: DisentTask, data: DataSpec, cfg: DAVSConfig, loop: LoopConfig, w: DisentHParams,
                     init: str | Path, device: torch.device) -> dict:
     train_lrw = eval_loaders(data, cfg.window, "train", ("lrw",))["lrw"]()
-    metrics = fit_identity_nuisance(task.nets, train_lrw, device, cfg.identity_rank, w.identity_ridge, w.identity_clips)
+    metrics = fit_identity_nuisance(task.nets, train_lrw, device, cfg.identity_rank, w.identity_ridge, w.identity_clips,
+                                   w.identity_form)
     if w.head_steps == 0:
         return metrics
     head = WordHeadTask(cfg, WordHeadHParams(lr=w.head_lr, joint=w.joint))

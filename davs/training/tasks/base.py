@@ -14,9 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from davs.config.training import JointHParams
 from davs.losses import embedding_contrastive_loss, frame_sync_loss
 from davs.models import DAVSConfig, build
 from davs.tensors import to_images
+from davs.training.augment import jitter_mouth, warp_mfcc
 from davs.training.loop import Task
 from davs.training.streams import to_device
 
@@ -49,9 +51,13 @@ class DAVSTask(Task):
         """{component: state_dict} for the stage's model file."""
         return {k: v.state_dict() for k, v in self.nets.items()}
 
-    def _word_feats(self, lrw: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        n = self.nets
-        return n["Ev_w"](to_images(lrw["frames"])), n["Ea_w"](lrw["mfcc"])  # (B, T, D) each
+    def _word_feats(self, lrw: dict, aug: JointHParams | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both word encoders on a batch; with ``aug``, on its inputs varied clip by clip (training steps)."""
+        n, frames, mfcc = self.nets, to_images(lrw["frames"]), lrw["mfcc"]
+        if aug is not None:
+            frames = jitter_mouth(frames, self.cfg.mouth_box, aug.aug_scale, aug.aug_shift, aug.aug_colour)
+            mfcc = warp_mfcc(mfcc, aug.aug_warp)
+        return n["Ev_w"](frames), n["Ea_w"](mfcc)  # (B, T, D) each
 
     def _embedding_losses(self, lrw: dict, v: torch.Tensor, a: torch.Tensor, margin: float,
                           form: str = "davs") -> dict[str, torch.Tensor]:

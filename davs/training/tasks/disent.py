@@ -76,7 +76,7 @@ class DisentTask(DAVSTask):
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
         n, lrw, celeb = self.nets, self.batch["lrw"], self.batch["celeb"]
         if phase == "enc":
-            v, a = self._word_feats(lrw)
+            v, a = self._word_feats(lrw, self.w.joint)
             out = self._embedding_losses(lrw, v, a, self.w.joint.margin, self.w.joint.contrastive_form)
             out |= self._identity_loss(celeb)
             id_seq, id_mask = dis_run(n["Ep"], to_images(lrw["frames"]), lrw["mask"], self.cfg)  # (B, T', ...)

@@ -42,7 +42,7 @@ class JointTask(DAVSTask):
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
         lrw, dd = self.batch["lrw"], self.nets["D_domain"]
         if phase == "main":
-            v, a = self._word_feats(lrw)
+            v, a = self._word_feats(lrw, self.w)
             out = self._embedding_losses(lrw, v, a, self.w.margin, self.w.contrastive_form)
             mask = lrw["mask"]
             out["loss/domain_confusion"] = domain_loss(self.w.domain_loss, dd(a[mask]), dd(v[mask]))
