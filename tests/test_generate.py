@@ -337,3 +337,34 @@ def test_text_is_spoken_and_said(tiny_models, media, tmp_path):
     bad = davs("--face", media / "face.png", "--text", "hi", "--rate", "1000", "--out", tmp_path / "p.mp4",
                "--checkpoint", tiny_models[0] / "gen.pt")
     assert bad.returncode == 1 and "--rate" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_word_features_read_the_audio_over_a_fixed_noise_floor(tiny_models, media, tmp_path, monkeypatch):
+    """Digital silence, which no training clip has, is read over a -60 dBFS floor; any span of it equals the same
+    rows of the whole (chunked inference stays exact); the output keeps the audio as it was."""
+    from davs.inference import generate as G
+    from davs.inference.stores import NOISE_FLOOR, AudioTrack
+
+    track = AudioTrack(media / "silence.wav", tmp_path)
+    n = track.samples
+    whole = track.read_floored(-100, n + 100)  # past both ends too
+    parts = np.concatenate([track.read_floored(a, min(a + 777, n + 100)) for a in range(-100, n + 100, 777)])
+    assert np.array_equal(whole, parts)
+    assert np.sqrt(np.mean(whole**2)) == pytest.approx(NOISE_FLOOR, rel=0.05)
+    assert not track.read(0, n).any()
+    track.close()
+    floored = []
+    orig = G.AudioTrack.read_floored
+
+    def spy(self, a, b):
+        floored.append(b - a)
+        return orig(self, a, b)
+
+    monkeypatch.setattr(G.AudioTrack, "read_floored", spy)
+    from davs.inference.talk import Talker
+
+    Talker(tiny_models[0] / "gen.pt", device="cpu").generate(media / "face.png", tmp_path / "q.mp4",
+                                                             audio_path=media / "silence.wav")
+    assert floored  # the word features were made from the floored audio
+    _, _, _, audio = _probe(tmp_path / "q.mp4")
+    assert np.abs(audio).max() < 1e-3  # the muxed audio is still the silence it was given

@@ -77,7 +77,7 @@ def _write(talker: Talker, out: str | Path, photo: np.ndarray | None, align: Ali
             if n < 1:
                 raise GenerateError(f"audio is {audio.samples / SAMPLE_RATE * 1000:.0f} ms long: "
                                     "shorter than one frame (40 ms)")
-            words = talker.word_chunks("Ea_w", talker.mfcc_inputs(audio.read), n)
+            words = talker.word_chunks("Ea_w", talker.mfcc_inputs(audio.read_floored), n)
         first, words = _peek(words)
         landmarks = talker.warp_landmarks(photo) if photo is not None else None
         if landmarks is not None and (talker.options.finetune_steps or talker.options.word_scale != 1.0):
