@@ -13,7 +13,8 @@ from pipeline import gates
 
 ROOT = Path(__file__).resolve().parents[1]
 GATES = gates.load()
-_HERE = json.loads((ROOT / "reports" / "environment.json").read_text())["cpu"] + " seed"  # the committed machine
+_ENV = json.loads((ROOT / "reports" / "environment.json").read_text())  # the committed machine
+_HERE = "the committed machine: "  # (its whole environment: two CPU models may share a name)
 
 
 def _recorded_runs() -> list[tuple[str, dict]]:
@@ -22,7 +23,8 @@ def _recorded_runs() -> list[tuple[str, dict]]:
     runs = [("reports/metrics.json", json.loads((ROOT / "reports" / "metrics.json").read_text()))]
     for m in seeds["machines"]:
         for i, s in enumerate(m["seeds"]):
-            runs.append((f"{m['environment']['cpu']} seed {s}", {k: v["values"][i] for k, v in m["metrics"].items()}))
+            here = _HERE if m["environment"] == _ENV else ""
+            runs.append((f"{here}{m['environment']['cpu']} seed {s}", {k: v["values"][i] for k, v in m["metrics"].items()}))
     return runs
 
 
