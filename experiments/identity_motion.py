@@ -45,7 +45,7 @@ from davs.evaluation import probe
 from davs.files import atomic_write_text
 from davs.losses.ridge_adversary import pseudo_speakers
 from davs.models import load_nets
-from davs.models.identity_nuisance import IdentityStats
+from davs.models.identity_nuisance import IdentityStats, remove_along
 from davs.provenance import environment, file_hash
 from davs.synth.corpus import read_mouth_states
 from davs.tensors import masked_mean, to_images
@@ -136,8 +136,7 @@ def means_removal(pooled: torch.Tensor, onehot: torch.Tensor, rank: int) -> tupl
 def apply(removal: tuple, x: torch.Tensor) -> torch.Tensor:
     """``x`` (..., D) with a removal (mean, basis, readout) applied: centred, its part along readout removed."""
     mean, basis, readout = removal
-    g = x - mean
-    return g - (g @ readout) @ basis.T  # (..., D)
+    return remove_along(x - mean, basis, readout)  # (..., D)
 
 
 def score(f: dict, key: str, removal: tuple | None, c: float) -> dict[str, float]:

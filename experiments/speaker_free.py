@@ -74,6 +74,12 @@ ROWS: dict[str, dict] = {
         {**ADVERSARY, "model.identity_rank": 12, "disent.identity_form": "motion"},
     "the adversary, then the identity subspace removed at rank 8, keeping the motion":
         {**ADVERSARY, "model.identity_rank": 8, "disent.identity_form": "motion"},
+    "the adversary, the identity subspace removed at rank 8 keeping the motion, then the encoders trained with G "
+    "against the adversary": {**ADVERSARY, "model.identity_rank": 8, "disent.identity_form": "motion",
+                              "gen.train_encoders": True, "gen.clip_id_weight": 10.0},
+    "the same, the adversary in gen at weight 100":
+        {**ADVERSARY, "model.identity_rank": 8, "disent.identity_form": "motion", "gen.train_encoders": True,
+         "gen.clip_id_weight": 100.0},
 }
 RANK24 = "identity subspace removed, rank 24"
 KEYS = ("leakage/identity_from_word_video", "leakage/identity_from_word_audio", "leakage/identity_from_word_msceleb",

@@ -180,6 +180,9 @@ def cross_check(p: Params) -> list[str]:
     if p.model.identity_rank > p.model.feat_dim:
         errs.append(f"model.identity_rank: {p.model.identity_rank} directions, more than model.feat_dim "
                     f"({p.model.feat_dim})")
+    if p.gen.clip_id_weight > 0 and not p.gen.train_encoders:
+        errs.append(f"gen.clip_id_weight: {p.gen.clip_id_weight}, but gen.train_encoders is false (the encoders are "
+                    "frozen in gen: set it 0, or train them end to end)")
     if p.model.variant == "paper":
         if p.model.dis_frames > d.num_frames:
             errs.append(f"model.dis_frames: {p.model.dis_frames} frames, more than data.num_frames ({d.num_frames})")

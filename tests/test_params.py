@@ -53,6 +53,15 @@ def test_out_of_range_values_rejected():
         validate(raw)
 
 
+def test_a_setting_that_needs_another_names_both():
+    raw = _raw()
+    raw["gen"] |= {"clip_id_weight": 10.0, "train_encoders": False}
+    with pytest.raises(ParamsError, match=r"gen\.clip_id_weight: 10\.0, but gen\.train_encoders is false"):
+        validate(raw)
+    raw["gen"]["train_encoders"] = True
+    assert validate(raw).gen.clip_id_weight == 10.0
+
+
 def test_set_params_validates_and_writes(tmp_path):
     f = tmp_path / "params.yaml"
     f.write_text((ROOT / "params.yaml").read_text())

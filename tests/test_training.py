@@ -8,7 +8,7 @@ import torch
 
 from davs.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from davs.data.spec import model_config_for
-from davs.training.runners import run_disent, run_joint
+from davs.training.runners import run_disent, run_gen, run_joint
 from davs.training.tasks import DisentTask, JointTask
 
 from . import configs
@@ -199,6 +199,34 @@ def test_disent_resume_carries_the_dis_classifier_memory(trained, shards, tmp_pa
     for part in straight:
         for k, v in straight[part].items():
             torch.testing.assert_close(v, resumed[part][k], msg=f"{part}.{k} differs after resume")
+
+
+def test_end_to_end_gen_fights_the_speaker_adversary_and_resumes_with_its_memory(trained, shards, tmp_path):
+    """gen.clip_id_weight: the encoders trained with G keep disent's label-free adversary, whose memory travels
+    in the checkpoint (a resumed run equals an uninterrupted one); off, the memory stays empty."""
+    data = _data(shards)
+    out, cfg, _, _ = trained
+    w = configs.gen(train_encoders=True, clip_id_weight=10.0, disent=configs.disent(clip_id_memory=3))
+    logged: dict[str, float] = {}
+
+    def run(steps, ckpt, dst, gen=w):
+        loop = configs.loop(steps=steps, log_every=1, val_every=100, ckpt_every=2, checkpoint=str(ckpt),
+                            optimizer="adam")
+        run_gen(data, cfg, loop, gen, out / "disent.pt", dst, CPU, lambda s, m: logged.update(m))
+        return load_model(dst)["nets"]
+
+    straight = run(4, tmp_path / "a" / "last.pt", tmp_path / "a.pt")
+    assert logged["train/loss/clip_id_from_audio_word"] >= 0 and "train/acc/clip_id_from_video_word_r2" in logged
+    run(2, tmp_path / "b" / "last.pt", tmp_path / "b2.pt")
+    assert len(load_checkpoint(tmp_path / "b" / "last.pt")["task"]["_extra_state"]["id_memory"]) == 2
+    resumed = run(4, tmp_path / "b" / "last.pt", tmp_path / "b.pt")
+    for part in straight:
+        for k, v in straight[part].items():
+            torch.testing.assert_close(v, resumed[part][k], msg=f"{part}.{k} differs after resume")
+    logged.clear()
+    run(2, tmp_path / "c" / "last.pt", tmp_path / "c.pt", replace(w, clip_id_weight=0.0))
+    assert "train/loss/clip_id_from_audio_word" not in logged
+    assert load_checkpoint(tmp_path / "c" / "last.pt")["task"]["_extra_state"]["id_memory"] == []
 
 
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16-autocast"])

@@ -87,6 +87,7 @@ class GenHParams:
     soft_labels: Frac  # the discriminator's labels softened by u ~ U(0, soft_labels) (official: 0.1)
     train_encoders: bool  # Ev_w, Ea_w, Ep and Cw train with G, keeping the embedding losses and the adversaries
     embed_weight: NonNegF  # end to end: weight of the word cross-entropies and the contrastive loss
+    clip_id_weight: NonNegF  # end to end: disent's label-free adversary keeps the speaker out of the word features (0 = off)
 
 
 @dataclass(frozen=True)

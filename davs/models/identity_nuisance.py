@@ -31,6 +31,12 @@ from torch import nn
 MOTION_FLOOR = 1e-3  # the within-clip covariance's ridge in motion_subspace, relative to its mean variance
 
 
+def remove_along(g: torch.Tensor, basis: torch.Tensor, readout: torch.Tensor) -> torch.Tensor:
+    """The removal on centred features ``g`` (..., D): their coordinates along ``readout`` (D, r) taken away
+    along ``basis`` (D, r); a projection when ``readout.T @ basis`` is the identity."""
+    return g - (g @ readout) @ basis.T  # (..., D)
+
+
 class IdentityNuisance(nn.Module):
     """(..., D) -> (..., D): centred on ``mean``, the span of ``basis`` removed, rescaled by ``scale``."""
 
@@ -51,7 +57,7 @@ class IdentityNuisance(nn.Module):
             return feats
         basis, readout, mean = (b.to(feats.dtype) for b in (self.basis, self.readout, self.mean))
         g = feats - mean  # (..., D)
-        return self.mix(self.scale.to(feats.dtype) * (g - (g @ readout) @ basis.T))  # (..., D), centred
+        return self.mix(self.scale.to(feats.dtype) * remove_along(g, basis, readout))  # (..., D), centred
 
     @torch.no_grad()
     def set(self, mean: torch.Tensor, basis: torch.Tensor, scale: float = 1.0,

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from davs.models.identity_nuisance import IdentityStats
+from davs.models.identity_nuisance import IdentityStats, remove_along
 from davs.tensors import masked_mean, to_images
 from davs.training.streams import to_device
 
@@ -50,7 +50,8 @@ def fit_identity_nuisance(nets: nn.ModuleDict, batches: Iterable[dict], device: 
         if form == "motion":
             mean, basis, readout = st.motion_subspace(rank, ridge)
             g = torch.cat(pooled[k]) - mean  # (N, D)
-            removed = 1 - float((g - (g @ readout) @ basis.T).pow(2).sum() / g.pow(2).sum().clamp_min(1e-12))
+            kept = remove_along(g, basis, readout)  # (N, D)
+            removed = 1 - float(kept.pow(2).sum() / g.pow(2).sum().clamp_min(1e-12))
         else:
             mean, basis = st.subspace(rank, ridge)
             readout, g = basis, torch.cat(pooled[k]) - mean  # (N, D)

@@ -11,10 +11,10 @@ from torch import nn
 
 from davs.config.training import DisentHParams
 from davs.losses import uniform_mse_loss
-from davs.losses.ridge_adversary import fit_ridge_probe, pseudo_speakers, ridge_leakage_loss
 from davs.models import DAVSConfig
 from davs.tensors import masked_mean, to_images
 from davs.training.tasks.base import ENCODERS, DAVSTask, accuracy
+from davs.training.tasks.clip_id import ClipIdAdversary
 
 
 class DisentTask(DAVSTask):
@@ -45,18 +45,18 @@ class DisentTask(DAVSTask):
         super().__init__(cfg, (*self.ENCODERS, *self.dis))
         self.w = w
         self.memory: deque[dict[str, torch.Tensor]] = deque(maxlen=max(1, w.dis_memory))
-        self.id_memory: deque[dict[str, torch.Tensor]] = deque(maxlen=max(1, w.clip_id_memory))
+        self.clip_id = ClipIdAdversary(w.clip_id_memory, w.clip_id_ridge, w.clip_id_clusters)
 
     def phase_repeats(self, phase: str) -> int:
         return max(1, self.w.dis_steps) if phase == "dis" else 1
 
     def get_extra_state(self) -> dict[str, list[dict[str, torch.Tensor]]]:
         # plain lists and tensors: loadable with weights_only=True
-        return {"memory": list(self.memory), "id_memory": list(self.id_memory)}
+        return {"memory": list(self.memory), "id_memory": self.clip_id.state()}
 
     def set_extra_state(self, state: dict[str, list[dict[str, torch.Tensor]]]) -> None:
         self.memory = deque(state["memory"], maxlen=self.memory.maxlen)
-        self.id_memory = deque(state["id_memory"], maxlen=self.id_memory.maxlen)
+        self.clip_id.load(state["id_memory"])
 
     def phase_params(self, phase: str) -> list[nn.Parameter]:
         names = self.ENCODERS if phase == "enc" else self.dis
@@ -85,7 +85,7 @@ class DisentTask(DAVSTask):
             out["loss/uniform_word_from_id"] = uniform_mse_loss(n["Cw_p"](id_seq, id_mask), form)
             out["loss/uniform_id_from_word"] = uniform_mse_loss(n["Cp_w"](word_img), form)
             if self.w.clip_id_weight > 0:
-                out |= self._clip_id_losses(lrw, v, a, id_seq)
+                out |= clip_id_losses(self.clip_id, n["Ep"], lrw, v, a, id_seq, self.cfg)
             self.memory.appendleft({
                 "id_seq": id_seq.detach(), "mask": id_mask, "word": lrw["label"], "word_img": word_img.detach(),
                 "celeb": celeb["label"],
@@ -100,25 +100,6 @@ class DisentTask(DAVSTask):
             "acc/dis_word_from_id": accuracy(lw[: len(now["word"])], now["word"]).detach(),
             "acc/dis_id_from_word": accuracy(lp[: len(now["celeb"])], now["celeb"]).detach(),
         }
-
-    def _clip_id_losses(self, lrw: dict, v: torch.Tensor, a: torch.Tensor,
-                        id_seq: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The label-free adversary, one per modality: a ridge probe fitted on the memory and this step's
-        detached features, then its prediction of this step's identities pushed to the mean
-        (see :mod:`davs.losses.ridge_adversary`)."""
-        ids = id_seq if self.cfg.variant != "paper" else self.nets["Ep"].sequence(to_images(lrw["frames"]))
-        pooled = {"video": masked_mean(v, lrw["mask"]), "audio": masked_mean(a, lrw["mask"])}  # (B, D) each
-        self.id_memory.appendleft({"id": ids.detach().float().mean(1),  # (B, E): the clip's identity
-                                   **{k: x.detach().float() for k, x in pooled.items()}})
-        ids = torch.cat([e["id"] for e in self.id_memory])
-        if self.w.clip_id_clusters > 0:
-            ids = pseudo_speakers(ids, self.w.clip_id_clusters)
-        out = {}
-        for k, x in pooled.items():
-            probe = fit_ridge_probe(torch.cat([e[k] for e in self.id_memory]), ids, self.w.clip_id_ridge)
-            out[f"loss/clip_id_from_{k}_word"] = ridge_leakage_loss(x, probe)
-            out[f"acc/clip_id_from_{k}_word_r2"] = probe.r2
-        return out
 
     @torch.no_grad()
     def validate(self, batches: dict[str, Any], device: torch.device) -> dict[str, float]:
@@ -157,3 +138,13 @@ def dis_classifier_accuracy(nets: nn.ModuleDict, lrw: list, celeb: list, device:
         hp += (nets["Cp_w"](nets["Ev_w"](img[:, None])[:, 0]).argmax(-1) == y).sum().item()
         np_ += len(y)
     return {"acc/dis_word_from_id": hw / max(1, nw), "acc/dis_id_from_word": hp / max(1, np_)}
+
+
+def clip_id_losses(adversary: ClipIdAdversary, ep: nn.Module, lrw: dict, v: torch.Tensor, a: torch.Tensor,
+                   id_seq: torch.Tensor, cfg: DAVSConfig) -> dict[str, torch.Tensor]:
+    """``adversary``'s losses on a batch: each clip's identity is the mean of its frames' identity vectors
+    (ours: ``id_seq`` (B, T, E), what Cw_p reads; the paper variant's Cw_p reads maps, so Ep's vectors are
+    computed here), its word features ``v``, ``a`` (B, T, D) pooled over the word's frames."""
+    ids = id_seq if cfg.variant != "paper" else ep.sequence(to_images(lrw["frames"]))
+    pooled = {"video": masked_mean(v, lrw["mask"]), "audio": masked_mean(a, lrw["mask"])}  # (B, D) each
+    return adversary.losses(ids.detach().float().mean(1), pooled)  # ids: (B, E)

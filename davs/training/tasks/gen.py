@@ -23,7 +23,8 @@ from davs.models import DAVSConfig, generate_frames
 from davs.tensors import to_images, window
 from davs.training.streams import to_device
 from davs.training.tasks.base import DAVSTask
-from davs.training.tasks.disent import dis_run
+from davs.training.tasks.clip_id import ClipIdAdversary
+from davs.training.tasks.disent import clip_id_losses, dis_run
 
 
 class GenTask(DAVSTask):
@@ -48,7 +49,10 @@ class GenTask(DAVSTask):
 
     ``train_encoders`` trains end to end, as the official code does after pretraining: G, Ev_w, Ea_w, Ep and
     Cw in one optimiser with the word cross-entropies, the contrastive and domain losses and the uniform
-    loss against Cw_p; the temporal discriminator, the domain discriminator and Cw_p in the other.
+    loss against Cw_p; the temporal discriminator, the domain discriminator and Cw_p in the other. With
+    ``clip_id_weight`` the encoders also keep fighting disent's label-free speaker adversary
+    (:class:`~davs.training.tasks.clip_id.ClipIdAdversary`, its memory in the task's checkpoint): trained for the
+    frames alone, they would put the speaker back into the word features (experiments/speaker_free.py).
     """
 
     phases = ("g", "d")
@@ -64,6 +68,14 @@ class GenTask(DAVSTask):
         self.frozen = () if e2e else self.FROZEN
         for k in self.frozen:
             self.nets[k].requires_grad_(False)
+        d = w.disent
+        self.clip_id = ClipIdAdversary(d.clip_id_memory, d.clip_id_ridge, d.clip_id_clusters)
+
+    def get_extra_state(self) -> dict[str, list[dict[str, torch.Tensor]]]:
+        return {"id_memory": self.clip_id.state()}  # plain lists and tensors: loadable with weights_only=True
+
+    def set_extra_state(self, state: dict[str, list[dict[str, torch.Tensor]]]) -> None:
+        self.clip_id.load(state["id_memory"])
 
     @classmethod
     def init_parts(cls, w: GenHParams) -> tuple[str, ...]:
@@ -92,7 +104,8 @@ class GenTask(DAVSTask):
             out |= {"loss/word_video": e, "loss/word_audio": e, "loss/contrastive": e * j.contrastive_weight,
                     "loss/frame_sync": e * j.frame_sync_weight, "loss/domain_confusion": j.domain_weight,
                     "loss/uniform_word_from_id": w.disent.uniform_weight, "loss/domain_disc": 1.0,
-                    "loss/dis_word_from_id": 1.0}
+                    "loss/dis_word_from_id": 1.0, "loss/clip_id_from_video_word": w.clip_id_weight,
+                    "loss/clip_id_from_audio_word": w.clip_id_weight}
         return out
 
     def generate(self, ref: torch.Tensor, words: torch.Tensor, return_mask: bool = False):
@@ -153,6 +166,8 @@ class GenTask(DAVSTask):
         out["loss/domain_confusion"] = domain_loss(d.joint.domain_loss, dd(a[mask]), dd(v[mask]))
         run, run_mask = dis_run(n["Ep"], p["frames"], mask, self.cfg)  # what Cw_p reads
         out["loss/uniform_word_from_id"] = uniform_mse_loss(n["Cw_p"](run, run_mask), d.uniform_form)
+        if self.w.clip_id_weight > 0:
+            out |= clip_id_losses(self.clip_id, n["Ep"], lrw, v, a, run, self.cfg)
         self.cache |= {"va": (v[mask].detach(), a[mask].detach()), "run": (run.detach(), run_mask), "word": lrw["label"]}
         return out
 
