@@ -77,6 +77,8 @@ ROWS: dict[str, dict] = {
     "the adversary, the identity subspace removed at rank 8 keeping the motion, then the encoders trained with G "
     "against the adversary": {**ADVERSARY, "model.identity_rank": 8, "disent.identity_form": "motion",
                               "gen.train_encoders": True, "gen.clip_id_weight": 10.0},
+    "the adversary, then the identity subspace's slow part removed at rank 8, each frame keeping its movement":
+        {**ADVERSARY, "model.identity_rank": 8, "disent.identity_form": "slow", "disent.identity_window": 12},
     "the same, the adversary in gen at weight 100":
         {**ADVERSARY, "model.identity_rank": 8, "disent.identity_form": "motion", "gen.train_encoders": True,
          "gen.clip_id_weight": 100.0},

@@ -181,6 +181,12 @@ def test_chunked_word_features_equal_the_whole_sequence(tiny_models):
     torch.testing.assert_close(t.audio_words(audio, n), whole, rtol=1e-5, atol=tol)
     t.batch_size = 1000  # one chunk: the same numbers
     torch.testing.assert_close(t.audio_words(audio, n), whole, rtol=1e-5, atol=tol)
+    # the slow removal reads frames either side: chunks take that many more frames of context
+    t.nets["Ea_w"].nuisance.window.fill_(4)
+    t.batch_size = 7
+    with torch.no_grad():
+        whole = t.nets["Ea_w"](torch.from_numpy(mfcc_windows(audio, n, 25.0, t.cfg.mfcc_frames, t.cfg.mfcc_coeffs))[None])[0]
+    torch.testing.assert_close(t.audio_words(audio, n), whole, rtol=1e-5, atol=tol)
 
 
 # ---------------------------------------------------------------- params

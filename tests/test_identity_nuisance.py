@@ -8,7 +8,7 @@ import torch
 
 from davs.evaluation import probe
 from davs.models.audio_word_encoder import AudioWordEncoder
-from davs.models.identity_nuisance import IdentityNuisance, IdentityStats
+from davs.models.identity_nuisance import IdentityNuisance, IdentityStats, local_mean
 from davs.models.video_word_encoder import VideoWordEncoder
 
 
@@ -136,9 +136,46 @@ def test_the_motion_form_needs_the_motion_and_old_files_load_as_plain():
         stats.motion_subspace(2, 0.02)
     layer = IdentityNuisance(8, 2)
     layer.set(torch.randn(8), torch.linalg.qr(torch.randn(8, 2)).Q, 1.5)
-    old = {k: v for k, v in layer.state_dict().items() if k != "readout"}  # a file from before the readout
+    old = {k: v for k, v in layer.state_dict().items() if k not in ("readout", "window")}  # from before both
     fresh = IdentityNuisance(8, 2)
     fresh.load_state_dict(old)
-    assert torch.equal(fresh.readout, layer.basis)
+    assert torch.equal(fresh.readout, layer.basis) and fresh.context == 0
     x = torch.randn(4, 8)
     assert torch.equal(fresh(x), layer(x))
+
+
+def test_the_slow_form_removes_the_static_speaker_and_keeps_the_motion():
+    """Only each frame's local mean along the speakers' directions goes: a static offset (the speaker) is
+    removed whole even with a short window, the motion about it stays, and chunks with ``context`` frames of
+    context either side equal the whole sequence exactly."""
+    frames, ids, spk = _clips_with_motion()
+    stats = IdentityStats()
+    stats.add(frames.mean(1), ids)
+    moving = frames - frames.mean(1, keepdim=True)  # (N, T, D)
+    kept = {}
+    for window in (0, 3, 11):
+        layer = IdentityNuisance(16, 5)
+        layer.set(*stats.subspace(5, 0.02), window=window)
+        assert layer.context == window
+        out = layer(frames).detach()  # (N, T, D)
+        m = torch.stack([out[spk == s].mean((0, 1)) for s in range(6)])  # (S, D) speaker means
+        m0 = torch.stack([frames[spk == s].mean((0, 1)) for s in range(6)])
+        assert m.std(0).sum() < 0.1 * m0.std(0).sum(), window
+        kept[window] = float((out - out.mean(1, keepdim=True)).pow(2).sum() / moving.pow(2).sum())
+        a, b = 4, 9  # frames [a, b), with c frames of context either side
+
+        def chunk(c, a=a, b=b, layer=layer):
+            return layer(frames[:, max(0, a - c) : b + c]).detach()[:, a - max(0, a - c) :][:, : b - a]
+
+        torch.testing.assert_close(chunk(layer.context), out[:, a:b], rtol=1e-5, atol=1e-5)  # to rounding
+        if 0 < window < a:  # one frame of context short: off by far more than rounding
+            assert (chunk(layer.context - 1) - out[:, a:b]).abs().max() > 1e-2
+    assert kept[11] > 0.99 and kept[3] > kept[0] + 0.1 and kept[0] < 0.8, kept  # 11: each frame sees its clip
+
+
+def test_local_mean_averages_the_frames_inside_the_sequence():
+    x = torch.arange(5.0).view(1, 5, 1).expand(2, 5, 3)  # (B, T, r): 0..4 on every channel
+    y = local_mean(x, 1)
+    assert y.shape == x.shape
+    assert torch.allclose(y[0, :, 0], torch.tensor([0.5, 1.0, 2.0, 3.0, 3.5]))  # the ends average what exists
+    assert torch.equal(local_mean(x, 10)[0, :, 0], torch.full((5,), 2.0))

@@ -59,8 +59,9 @@ class DisentHParams:
     dis_memory: Pos  # the dis-classifiers train on the features of the last dis_memory steps
     identity_ridge: PosF  # model.identity_rank's subspace: ridge of its reduced-rank regression from identity vectors
     identity_clips: Pos  # ... fitted on this many training clips, after the last step
-    identity_form: Literal["plain", "motion"]  # ... removed by the orthogonal projection, or by the one that keeps the
-    # frames' motion about their clip's mean (davs/models/identity_nuisance.py)
+    identity_form: Literal["plain", "motion", "slow"]  # ... removed by the orthogonal projection, or by the one that keeps the
+    # frames' motion about their clip's mean, or only the directions' local mean (davs/models/identity_nuisance.py)
+    identity_window: NonNeg  # ... slow: the frames either side of that local mean
     head_steps: NonNeg  # then Cw refitted for this many steps on the features with the subspace removed
     head_lr: PosF
     clip_id_weight: NonNegF  # the label-free adversary: the clip's own identity read from its word features (0 = off)

@@ -124,10 +124,12 @@ class Talker:
     @torch.no_grad()
     def word_chunks(self, encoder: str, inputs: Callable[[int, int], torch.Tensor], n: int) -> Iterator[torch.Tensor]:
         """Word features (b - a, D) of frames [a, b), ``batch_size`` frames at a time; each chunk is encoded
-        with CONTEXT frames either side, so it equals the same rows of the whole-sequence encoding."""
+        with CONTEXT frames either side (and those its identity removal reads), so it equals the same rows of the
+        whole-sequence encoding."""
+        context = CONTEXT + self.nets[encoder].nuisance.context
         for a in range(0, n, self.batch_size):
             b = min(a + self.batch_size, n)
-            lo, hi = max(0, a - CONTEXT), min(n, b + CONTEXT)
+            lo, hi = max(0, a - context), min(n, b + context)
             yield self.nets[encoder](inputs(lo, hi)[None])[0, a - lo : b - lo]  # (b - a, D)
 
     def mfcc_inputs(self, read: Callable[[int, int], np.ndarray]) -> Callable[[int, int], torch.Tensor]:

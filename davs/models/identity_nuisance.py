@@ -10,7 +10,9 @@ directions of the word features that the clip's own identity vectors predict (a 
 ``disent.identity_form`` chooses the projection: ``plain`` (readout = basis, orthonormal: the orthogonal
 projection off the directions identity predicts best) or ``motion`` (the oblique projection that removes the
 speakers' directions while keeping as much of the frames' motion about their clip's mean as such a removal can:
-:meth:`IdentityStats.motion_subspace`).
+:meth:`IdentityStats.motion_subspace`) or ``slow`` (``plain``'s directions, from which each frame loses only the
+local mean of its coordinates, over ``window`` frames either side: what is static in a clip, as a speaker is,
+goes; how the frame moves about it stays, :func:`remove_along`).
 
 Class means along the removed directions become equal, so a linear probe cannot separate speakers by them.
 The identity directions can hold most of the features' variance; ``scale`` gives what is left the variance
@@ -19,7 +21,8 @@ the features had, so the networks that read them see inputs of the usual size, a
 left rather than a shared offset. ``mix`` is a linear map (the identity until the disentanglement stage's
 last part trains it, with the word classifier, to align audio and video words again): any linear map keeps the
 speakers' means equal, so it cannot bring the speaker back for a linear probe.
-Being linear and per frame it commutes with pooling and with chunked streaming. With ``rank`` 0 it is the
+Being linear (and, but for ``slow``, per frame) it commutes with pooling; chunked streaming stays exact with
+:attr:`IdentityNuisance.context` frames either side. With ``rank`` 0 it is the
 identity; before the subspace is fitted (an all-zero basis) it is ``mix`` alone.
 """
 
@@ -31,10 +34,29 @@ from torch import nn
 MOTION_FLOOR = 1e-3  # the within-clip covariance's ridge in motion_subspace, relative to its mean variance
 
 
-def remove_along(g: torch.Tensor, basis: torch.Tensor, readout: torch.Tensor) -> torch.Tensor:
+def remove_along(g: torch.Tensor, basis: torch.Tensor, readout: torch.Tensor, window: int = 0) -> torch.Tensor:
     """The removal on centred features ``g`` (..., D): their coordinates along ``readout`` (D, r) taken away
-    along ``basis`` (D, r); a projection when ``readout.T @ basis`` is the identity."""
-    return g - (g @ readout) @ basis.T  # (..., D)
+    along ``basis`` (D, r); a projection when ``readout.T @ basis`` is the identity. ``window`` > 0 (``g`` is
+    (..., T, D)): only the coordinates' local mean over ``window`` frames either side goes, each frame keeps its
+    movement about it."""
+    c = g @ readout  # (..., T, r)
+    if window > 0:
+        c = local_mean(c, window)
+    return g - c @ basis.T  # (..., T, D)
+
+
+def local_mean(x: torch.Tensor, window: int) -> torch.Tensor:
+    """x (..., T, r) -> (..., T, r): each frame's mean over frames [t - window, t + window] within the
+    sequence. Every frame sums its own window in one fixed order, so a chunk with ``window`` frames of context
+    either side gives the whole sequence's values exactly."""
+    t, k = x.shape[-2], 2 * window + 1
+    lead = x.shape[:-2]
+    flat = x.reshape(-1, t, x.shape[-1]).transpose(1, 2)  # (N, r, T)
+    padded = torch.nn.functional.pad(flat, (window, window))  # (N, r, T + 2 window), zeros outside
+    sums = padded.unfold(-1, k, 1).sum(-1)  # (N, r, T)
+    ones = torch.nn.functional.pad(torch.ones(t, device=x.device, dtype=x.dtype), (window, window))
+    counts = ones.unfold(0, k, 1).sum(-1)  # (T,): frames inside each window
+    return (sums / counts).transpose(1, 2).reshape(*lead, t, x.shape[-1])  # (..., T, r)
 
 
 class IdentityNuisance(nn.Module):
@@ -48,6 +70,7 @@ class IdentityNuisance(nn.Module):
         self.register_buffer("basis", torch.zeros(feat_dim, rank), persistent=rank > 0)
         self.register_buffer("readout", torch.zeros(feat_dim, rank), persistent=rank > 0)
         self.register_buffer("scale", torch.ones(()), persistent=rank > 0)
+        self.register_buffer("window", torch.zeros((), dtype=torch.long), persistent=rank > 0)
         self.mix = nn.Linear(feat_dim, feat_dim, bias=False) if rank > 0 else None
         if self.mix is not None:
             nn.init.eye_(self.mix.weight)
@@ -57,12 +80,19 @@ class IdentityNuisance(nn.Module):
             return feats
         basis, readout, mean = (b.to(feats.dtype) for b in (self.basis, self.readout, self.mean))
         g = feats - mean  # (..., D)
-        return self.mix(self.scale.to(feats.dtype) * remove_along(g, basis, readout))  # (..., D), centred
+        kept = remove_along(g, basis, readout, self.context)  # (..., T, D)
+        return self.mix(self.scale.to(feats.dtype) * kept)  # (..., T, D), centred
+
+    @property
+    def context(self) -> int:
+        """Frames either side a frame's output reads (0: it is per frame)."""
+        return int(self.window) if self.rank else 0
 
     @torch.no_grad()
     def set(self, mean: torch.Tensor, basis: torch.Tensor, scale: float = 1.0,
-            readout: torch.Tensor | None = None) -> None:
-        """``readout`` None: the orthogonal projection (readout = basis)."""
+            readout: torch.Tensor | None = None, window: int = 0) -> None:
+        """``readout`` None: the orthogonal projection (readout = basis); ``window`` > 0: only the local mean
+        along the directions is removed (:func:`remove_along`)."""
         readout = basis if readout is None else readout
         for name, b in (("basis", basis), ("readout", readout)):
             if b.shape != self.basis.shape:
@@ -71,13 +101,17 @@ class IdentityNuisance(nn.Module):
         self.basis.copy_(basis)
         self.readout.copy_(readout)
         self.scale.fill_(scale)
+        self.window.fill_(window)
         if self.mix is not None:  # what it mixed is gone: start again from the identity
             nn.init.eye_(self.mix.weight)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args) -> None:
-        """Model files written before the readout existed hold the orthogonal projection: readout = basis."""
+        """Model files written before the readout and the window existed hold the orthogonal projection of every
+        frame: readout = basis, window 0."""
         if self.rank and prefix + "readout" not in state_dict and prefix + "basis" in state_dict:
             state_dict[prefix + "readout"] = state_dict[prefix + "basis"]
+        if self.rank and prefix + "window" not in state_dict and prefix + "basis" in state_dict:
+            state_dict[prefix + "window"] = torch.zeros((), dtype=torch.long)
         super()._load_from_state_dict(state_dict, prefix, *args)
 
 

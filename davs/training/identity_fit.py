@@ -24,9 +24,10 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def fit_identity_nuisance(nets: nn.ModuleDict, batches: Iterable[dict], device: torch.device, rank: int,
-                          ridge: float, max_clips: int, form: str = "plain") -> dict[str, float]:
+                          ridge: float, max_clips: int, form: str = "plain", window: int = 0) -> dict[str, float]:
     """Set ``nets["Ev_w"]`` and ``nets["Ea_w"]``'s identity subspace, each its own, removed as ``form`` says
-    (``plain`` or ``motion``, :class:`davs.models.identity_nuisance.IdentityNuisance`); returns the clips used
+    (``plain``, ``motion`` or ``slow`` over ``window`` frames either side,
+    :class:`davs.models.identity_nuisance.IdentityNuisance`); returns the clips used
     and, per encoder, the share of its pooled features' variance the removal takes."""
     stats = {"Ev_w": IdentityStats(), "Ea_w": IdentityStats()}
     modes = {k: nets[k].training for k in (*stats, "Ep")}
@@ -57,7 +58,7 @@ def fit_identity_nuisance(nets: nn.ModuleDict, batches: Iterable[dict], device: 
             readout, g = basis, torch.cat(pooled[k]) - mean  # (N, D)
             removed = float((g @ basis).pow(2).sum() / g.pow(2).sum().clamp_min(1e-12))
         nets[k].nuisance.set(mean.to(device), basis.to(device), (1.0 / max(1.0 - removed, 1e-6)) ** 0.5,
-                             readout.to(device))
+                             readout.to(device), window if form == "slow" else 0)
         out[f"identity/removed_var_{k}"] = removed
     for k, m in modes.items():
         nets[k].train(m)

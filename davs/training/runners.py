@@ -112,7 +112,7 @@ def remove_identity(task: DisentTask, data: DataSpec, cfg: DAVSConfig, loop: Loo
                     init: str | Path, device: torch.device) -> dict:
     train_lrw = eval_loaders(data, cfg.window, "train", ("lrw",))["lrw"]()
     metrics = fit_identity_nuisance(task.nets, train_lrw, device, cfg.identity_rank, w.identity_ridge, w.identity_clips,
-                                   w.identity_form)
+                                   w.identity_form, w.identity_window)
     if w.head_steps == 0:
         return metrics
     head = WordHeadTask(cfg, WordHeadHParams(lr=w.head_lr, joint=w.joint))
