@@ -92,6 +92,13 @@ class _Killed(Exception):
     pass
 
 
+def assert_same_nets(straight: dict, resumed: dict) -> None:
+    """Every weight of an uninterrupted run's model file equals the resumed run's."""
+    for part in straight:
+        for k, v in straight[part].items():
+            torch.testing.assert_close(v, resumed[part][k], msg=f"{part}.{k} differs after resume")
+
+
 def test_resume_after_kill_matches_an_uninterrupted_run(shards, tmp_path, caplog):
     data = _data(shards)
     cfg = model_config_for(data, **SIZES)
@@ -116,9 +123,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(shards, tmp_path, caplog
     with caplog.at_level("INFO"):
         resumed = run(tmp_path / "b" / "last.pt", tmp_path / "b.pt")
     assert "at step 4" in caplog.text
-    for part in straight:
-        for k, v in straight[part].items():
-            torch.testing.assert_close(v, resumed[part][k], msg=f"{part}.{k} differs after resume")
+    assert_same_nets(straight, resumed)
     # the live metrics too: the resumed run replays the records logged before its checkpoint (DVC deleted the
     # killed run's dvclive/ before the rerun), so its callback sees what the uninterrupted run's saw
     clean = lambda log: [(s, {k: v for k, v in m.items() if not k.startswith("perf/")}) for s, m in log]  # noqa: E731
@@ -196,9 +201,7 @@ def test_disent_resume_carries_the_dis_classifier_memory(trained, shards, tmp_pa
     run(4, tmp_path / "b" / "last.pt", tmp_path / "b4.pt")
     assert len(load_checkpoint(tmp_path / "b" / "last.pt")["task"]["_extra_state"]["memory"]) == 3
     resumed = run(6, tmp_path / "b" / "last.pt", tmp_path / "b.pt")
-    for part in straight:
-        for k, v in straight[part].items():
-            torch.testing.assert_close(v, resumed[part][k], msg=f"{part}.{k} differs after resume")
+    assert_same_nets(straight, resumed)
 
 
 def test_end_to_end_gen_fights_the_speaker_adversary_and_resumes_with_its_memory(trained, shards, tmp_path):
@@ -220,9 +223,7 @@ def test_end_to_end_gen_fights_the_speaker_adversary_and_resumes_with_its_memory
     run(2, tmp_path / "b" / "last.pt", tmp_path / "b2.pt")
     assert len(load_checkpoint(tmp_path / "b" / "last.pt")["task"]["_extra_state"]["id_memory"]) == 2
     resumed = run(4, tmp_path / "b" / "last.pt", tmp_path / "b.pt")
-    for part in straight:
-        for k, v in straight[part].items():
-            torch.testing.assert_close(v, resumed[part][k], msg=f"{part}.{k} differs after resume")
+    assert_same_nets(straight, resumed)
     logged.clear()
     run(2, tmp_path / "c" / "last.pt", tmp_path / "c.pt", replace(w, clip_id_weight=0.0))
     assert "train/loss/clip_id_from_audio_word" not in logged
