@@ -7,8 +7,11 @@ from __future__ import annotations
 from collections import deque
 
 import torch
+from torch import nn
 
 from davs.losses.ridge_adversary import fit_ridge_probe, pseudo_speakers, ridge_leakage_loss
+from davs.models import DAVSConfig
+from davs.tensors import masked_mean, to_images
 
 
 class ClipIdAdversary:
@@ -41,3 +44,13 @@ class ClipIdAdversary:
 
     def load(self, state: list[dict[str, torch.Tensor]]) -> None:
         self.memory = deque(state, maxlen=self.memory.maxlen)
+
+
+def clip_id_losses(adversary: ClipIdAdversary, ep: nn.Module, lrw: dict, v: torch.Tensor, a: torch.Tensor,
+                   id_seq: torch.Tensor, cfg: DAVSConfig) -> dict[str, torch.Tensor]:
+    """``adversary``'s losses on a batch: each clip's identity is the mean of its frames' identity vectors
+    (ours: ``id_seq`` (B, T, E), what Cw_p reads; the paper variant's Cw_p reads maps, so Ep's vectors are
+    computed here), its word features ``v``, ``a`` (B, T, D) pooled over the word's frames."""
+    ids = id_seq if cfg.variant != "paper" else ep.sequence(to_images(lrw["frames"]))
+    pooled = {"video": masked_mean(v, lrw["mask"]), "audio": masked_mean(a, lrw["mask"])}  # (B, D) each
+    return adversary.losses(ids.detach().float().mean(1), pooled)  # ids: (B, E)

@@ -12,9 +12,9 @@ from torch import nn
 from davs.config.training import DisentHParams
 from davs.losses import uniform_mse_loss
 from davs.models import DAVSConfig
-from davs.tensors import masked_mean, to_images
+from davs.tensors import to_images
 from davs.training.tasks.base import ENCODERS, DAVSTask, accuracy
-from davs.training.tasks.clip_id import ClipIdAdversary
+from davs.training.tasks.clip_id import ClipIdAdversary, clip_id_losses
 
 
 class DisentTask(DAVSTask):
@@ -138,13 +138,3 @@ def dis_classifier_accuracy(nets: nn.ModuleDict, lrw: list, celeb: list, device:
         hp += (nets["Cp_w"](nets["Ev_w"](img[:, None])[:, 0]).argmax(-1) == y).sum().item()
         np_ += len(y)
     return {"acc/dis_word_from_id": hw / max(1, nw), "acc/dis_id_from_word": hp / max(1, np_)}
-
-
-def clip_id_losses(adversary: ClipIdAdversary, ep: nn.Module, lrw: dict, v: torch.Tensor, a: torch.Tensor,
-                   id_seq: torch.Tensor, cfg: DAVSConfig) -> dict[str, torch.Tensor]:
-    """``adversary``'s losses on a batch: each clip's identity is the mean of its frames' identity vectors
-    (ours: ``id_seq`` (B, T, E), what Cw_p reads; the paper variant's Cw_p reads maps, so Ep's vectors are
-    computed here), its word features ``v``, ``a`` (B, T, D) pooled over the word's frames."""
-    ids = id_seq if cfg.variant != "paper" else ep.sequence(to_images(lrw["frames"]))
-    pooled = {"video": masked_mean(v, lrw["mask"]), "audio": masked_mean(a, lrw["mask"])}  # (B, D) each
-    return adversary.losses(ids.detach().float().mean(1), pooled)  # ids: (B, E)

@@ -23,8 +23,8 @@ from davs.models import DAVSConfig, generate_frames
 from davs.tensors import to_images, window
 from davs.training.streams import to_device
 from davs.training.tasks.base import DAVSTask
-from davs.training.tasks.clip_id import ClipIdAdversary
-from davs.training.tasks.disent import clip_id_losses, dis_run
+from davs.training.tasks.clip_id import ClipIdAdversary, clip_id_losses
+from davs.training.tasks.disent import dis_run
 
 
 class GenTask(DAVSTask):
