@@ -97,7 +97,7 @@ RETIRED = {("model", "audio_conditioned_disc"): True}
 # the rows do not run (ingestion, the lip head)
 ADDED = {("model", "identity_rank"): 0, ("disent", "clip_id_weight"): 0.0,
          ("joint", "aug_scale"): 0.0, ("joint", "aug_shift"): 0.0, ("joint", "aug_colour"): 0.0,
-         ("joint", "aug_warp"): 0.0,
+         ("joint", "aug_warp"): 0.0, ("joint", "sync_negatives"): "batch",
          ("disent", "identity_ridge"): 0.02, ("disent", "identity_clips"): 4000, ("disent", "identity_form"): "plain",
          ("disent", "identity_window"): 12,
          ("disent", "head_steps"): 200, ("disent", "head_lr"): 0.002, ("disent", "clip_id_memory"): 64, ("disent", "clip_id_ridge"): 0.01,

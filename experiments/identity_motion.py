@@ -81,7 +81,8 @@ def features(model: str, p) -> dict[str, dict[str, torch.Tensor]]:
             parts["speaker"].append(b["speaker"])
             parts["mask"].append(b["mask"])
             t = frames.shape[1]
-            parts["open"].append(torch.from_numpy(np.stack([states[clip_path(k)][:t, 0] for k in b["key"]])))
+            t0 = p.data.frame_offset  # the shards' first frame is the clip's frame t0
+            parts["open"].append(torch.from_numpy(np.stack([states[clip_path(k)][t0 : t0 + t, 0] for k in b["key"]])))
         out[split] = {k: torch.cat(v) for k, v in parts.items()}
     return out
 

@@ -6,7 +6,9 @@ probes (fitted on val, scored on test, chance 1/10 of the probed speakers), word
 openness r, the cross-speaker mouth probe (``davs.cross_speaker``) and each stage's time. No row's training reads a
 speaker label. Rows that share a stage's inputs share its run. Beside the rows, ``inputs``: the same probes on
 the raw inputs (pooled MFCC with and without per-clip cepstral mean normalisation; the mouth box in colour and
-grey, each frame standardised).
+grey, each frame standardised) and on the mouth's motion alone (the renderer's mouth states, pooled, and the pooled
+features of a word reader that sees only them): what of the speaker the movement itself carries, with nothing of
+the face's colours or the voice.
 
     python experiments/speaker_free.py                  # every row
     python experiments/speaker_free.py --rows default   # rows by the start of their name
@@ -27,6 +29,7 @@ Run from the repository root after ``dvc repro`` (it reads the shards and models
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import os
@@ -34,8 +37,10 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -47,6 +52,7 @@ from davs.cross_speaker import cross_speaker  # noqa: E402
 from davs.data.spec import eval_loaders  # noqa: E402
 from davs.models import load_nets  # noqa: E402
 from davs.provenance import environment  # noqa: E402
+from pipeline import paths  # noqa: E402
 from pipeline.docs import machine  # noqa: E402
 from pipeline.evaluate import measure  # noqa: E402
 from pipeline.params import validate  # noqa: E402
@@ -77,11 +83,15 @@ ROWS: dict[str, dict] = {
     "the adversary, the identity subspace removed at rank 8 keeping the motion, then the encoders trained with G "
     "against the adversary": {**ADVERSARY, "model.identity_rank": 8, "disent.identity_form": "motion",
                               "gen.train_encoders": True, "gen.clip_id_weight": 10.0},
+    "the same at weight 100": {**ADVERSARY, "model.identity_rank": 8, "disent.identity_form": "motion",
+                               "gen.train_encoders": True, "gen.clip_id_weight": 100.0},
     "the adversary, then the identity subspace's slow part removed at rank 8, each frame keeping its movement":
         {**ADVERSARY, "model.identity_rank": 8, "disent.identity_form": "slow", "disent.identity_window": 12},
-    "the same, the adversary in gen at weight 100":
-        {**ADVERSARY, "model.identity_rank": 8, "disent.identity_form": "motion", "gen.train_encoders": True,
-         "gen.clip_id_weight": 100.0},
+    "the adversary, frame sync's negatives from the clip's own frames only (one speaker's)":
+        {**ADVERSARY, "joint.sync_negatives": "clip"},
+    "the same, without the clip-level contrastive loss (its negatives are other speakers' clips)":
+        {**ADVERSARY, "joint.sync_negatives": "clip", "joint.contrastive_weight": 0.0},
+    "the adversary for three times the steps (disent.steps 600)": {**ADVERSARY, "disent.steps": 600},
 }
 RANK24 = "identity subspace removed, rank 24"
 KEYS = ("leakage/identity_from_word_video", "leakage/identity_from_word_audio", "leakage/identity_from_word_msceleb",
@@ -146,6 +156,57 @@ def input_probes(p) -> list[dict]:
             for k in ("mfcc", "mfcc_cmn", "mouth_rgb", "mouth_grey_norm")]
 
 
+def motion_probes(p, seeds: int = 3, steps: int = 600) -> list[dict]:
+    """What the mouth's motion alone says of the speaker: the same probes on the renderer's mouth states (open,
+    width, round; nothing of the face's colours or the voice) pooled over the clip's frames, and on the pooled
+    features of a word reader that sees only those states (a temporal CNN trained for the word on the training
+    clips; mean over ``seeds``): a word encoder can carry the mouth's movement with no less of the speaker."""
+    from davs.evaluation import probe
+    from davs.synth.corpus import read_mouth_states
+
+    table = read_mouth_states(paths.mouth_states(p))
+    spk = {r["clip"]: r["speaker"] for r in csv.DictReader(open(paths.lrw_root(p) / "speakers.csv", newline=""))}
+    words = sorted({c.split("/")[0] for c in table})
+    t0, t = p.data.frame_offset, p.data.num_frames
+    split = {s: sorted(c for c in table if c.split("/")[1] == s) for s in ("train", "val", "test")}
+    x = {s: torch.from_numpy(np.stack([table[c][t0:t0 + t] for c in cs])) for s, cs in split.items()}  # (N, T, 3)
+    y = {s: torch.tensor([words.index(c.split("/")[0]) for c in cs]) for s, cs in split.items()}
+    who = {s: np.array([spk[c] for c in cs]) for s, cs in split.items()}
+    mu, sd = x["train"].mean((0, 1)), x["train"].std((0, 1))
+    out = [{"input": "mouth_states", "speaker": probe(x["val"].mean(1).numpy(), who["val"], x["test"].mean(1).numpy(),
+                                                        who["test"], p.eval.probe_c),
+            "word": probe(x["val"].mean(1).numpy(), y["val"].numpy(), x["test"].mean(1).numpy(), y["test"].numpy(),
+                          p.eval.probe_c)}]
+    reads = []
+    for seed in range(seeds):
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Conv1d(3, 64, 5, padding=2), torch.nn.ReLU(),
+                                  torch.nn.Conv1d(64, 128, 5, padding=2), torch.nn.ReLU(),
+                                  torch.nn.Conv1d(128, 128, 5, padding=2))
+        head = torch.nn.Linear(128, len(words))
+        opt = torch.optim.Adam([*net.parameters(), *head.parameters()], 1e-3)
+        pooled = partial(_pool, net, mu, sd)
+        g = torch.Generator().manual_seed(seed)
+        for _ in range(steps):
+            i = torch.randint(len(x["train"]), (32,), generator=g)
+            loss = torch.nn.functional.cross_entropy(head(pooled(x["train"][i])), y["train"][i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            fv, ft = pooled(x["val"]).numpy(), pooled(x["test"]).numpy()
+        reads.append((probe(fv, who["val"], ft, who["test"], p.eval.probe_c),
+                      probe(fv, y["val"].numpy(), ft, y["test"].numpy(), p.eval.probe_c)))
+    out.append({"input": f"mouth_states_reader ({seeds} seeds)", "speaker": float(np.mean([r[0] for r in reads])),
+                "word": float(np.mean([r[1] for r in reads]))})
+    return [{k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()} for r in out]
+
+
+def _pool(net: torch.nn.Module, mu: torch.Tensor, sd: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    """(N, T, 3) mouth states -> (N, C): the reader's features, standardised input, pooled over time."""
+    return net(((states - mu) / sd).transpose(1, 2)).mean(-1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", nargs="*", default=["before", *ROWS, RANK24], help="rows by the start of their name")
@@ -165,7 +226,8 @@ def main() -> None:
         rows[r["row"], r["machine"]] = r
     base = base_params(f"{PARAMS_REV}:params.yaml")
     commit = subprocess.run(["git", "rev-parse", PARAMS_REV], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    inputs = input_probes(validate(base, f"{PARAMS_REV}:params.yaml"))
+    base_p = validate(base, f"{PARAMS_REV}:params.yaml")
+    inputs = input_probes(base_p) + motion_probes(base_p)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         work.mkdir(parents=True, exist_ok=True)

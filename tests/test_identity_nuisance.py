@@ -157,6 +157,9 @@ def test_the_slow_form_removes_the_static_speaker_and_keeps_the_motion():
         layer = IdentityNuisance(16, 5)
         layer.set(*stats.subspace(5, 0.02), window=window)
         assert layer.context == window
+        loaded = IdentityNuisance(16, 5)
+        loaded.load_state_dict(layer.state_dict())
+        assert loaded.context == window  # the window a model file holds, as a Python int
         out = layer(frames).detach()  # (N, T, D)
         m = torch.stack([out[spk == s].mean((0, 1)) for s in range(6)])  # (S, D) speaker means
         m0 = torch.stack([frames[spk == s].mean((0, 1)) for s in range(6)])

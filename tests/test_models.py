@@ -195,6 +195,26 @@ def test_frame_sync_prefers_the_frame_of_the_same_time():
     assert frame_sync_loss(v, v.roll(1, dims=0), mask, same_word).item() > frame_sync_loss(v, v.clone(), mask, same_word).item()
 
 
+def test_frame_sync_within_the_clip_reads_no_other_clip():
+    """sync_negatives: clip: each frame's candidates are its own clip's, so the batch loss is the frames' mean of
+    each clip's loss alone, and what sets clips apart (a speaker's offset) cannot lower it; across clips it can."""
+    torch.manual_seed(0)
+    mask = torch.ones(3, 8, dtype=torch.bool)
+    mask[0, 6:] = False
+    labels = torch.tensor([0, 1, 2])
+    v, a = torch.randn(3, 8, 16), torch.randn(3, 8, 16)
+    whole = frame_sync_loss(v, a, mask, labels, across_clips=False)
+    alone = [frame_sync_loss(v[i:i + 1], a[i:i + 1], mask[i:i + 1], labels[i:i + 1], across_clips=False) for i in range(3)]
+    n = mask.sum(1).float()
+    assert whole.item() == pytest.approx(float((torch.stack(alone) * n).sum() / n.sum()), rel=1e-5)
+    assert frame_sync_loss(v, a, mask, labels).item() != pytest.approx(whole.item())  # across clips: others count
+    v = a = torch.randn(1, 8, 16).expand(3, 8, 16)  # three speakers moving alike: other clips' frames as likely
+    offset = torch.randn(3, 1, 16)  # one direction per clip, in both modalities: a speaker's signature
+    for across in (True, False):
+        plain, marked = (frame_sync_loss(v + o, a + o, mask, labels, across_clips=across).item() for o in (0, offset))
+        assert (marked < plain) is across  # only other clips' frames as negatives reward the signature
+
+
 def test_domain_confusion_minimal_at_half():
     assert domain_confusion_loss(torch.zeros(5), torch.zeros(5)).item() == pytest.approx(0)
     assert domain_confusion_loss(torch.full((5,), 5.0), torch.full((5,), -5.0)).item() > 0.9

@@ -34,6 +34,7 @@ class JointHParams:
     lr: PosF
     contrastive_weight: NonNegF  # clip-level contrastive loss (margin) on pooled audio / video word features
     frame_sync_weight: NonNegF  # frame-level audio-visual synchronisation (InfoNCE) of per-frame word features
+    sync_negatives: Literal["batch", "clip"]  # frame sync's negatives: other words' clips too | the clip's own frames
     margin: PosF
     identity_weight: NonNegF  # Cp's cross-entropy on MS-Celeb faces
     domain_weight: NonNegF

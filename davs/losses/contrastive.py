@@ -52,11 +52,13 @@ def embedding_contrastive_loss(form: str, video: torch.Tensor, audio: torch.Tens
 
 def frame_sync_loss(
     video: torch.Tensor, audio: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1,
-    min_gap: int = 3,
+    min_gap: int = 3, across_clips: bool = True,
 ) -> torch.Tensor:
     """Frame-level audio-visual synchronisation: each video frame must pick its own audio frame (InfoNCE
-    over cosine similarities) among the audio of the same clip ``min_gap`` or more frames away and of
-    every frame of clips of other words; the symmetric term picks the video for each audio frame.
+    over cosine similarities) among the audio of the same clip ``min_gap`` or more frames away and, with
+    ``across_clips``, of every frame of clips of other words; the symmetric term picks the video for each
+    audio frame. Without ``across_clips`` every candidate is the clip's own, one speaker's: what tells speakers
+    apart (the voice, the lips' colour) does not help pick the frame, so the loss gives no reason to keep it.
 
     The generator consumes one word feature per frame, so the audio feature of frame t must say what
     the mouth does at t, not only which word the clip holds; the clip-level contrastive loss leaves
@@ -70,7 +72,9 @@ def frame_sync_loss(
     v = F.normalize(video[mask].float(), dim=-1)  # (N, D)
     a = F.normalize(audio[mask].float(), dim=-1)  # (N, D)
     same = clip[:, None] == clip[None, :]  # (N, N)
-    candidate = (same & ((time[:, None] - time[None, :]).abs() >= min_gap)) | (labels[clip][:, None] != labels[clip][None, :])
+    candidate = same & ((time[:, None] - time[None, :]).abs() >= min_gap)  # (N, N)
+    if across_clips:
+        candidate |= labels[clip][:, None] != labels[clip][None, :]
     candidate |= torch.eye(len(clip), dtype=torch.bool, device=mask.device)  # the true pair
     logits = (v @ a.T / temperature).masked_fill(~candidate, float("-inf"))  # (N, N)
     target = torch.arange(len(clip), device=mask.device)

@@ -71,6 +71,7 @@ class IdentityNuisance(nn.Module):
         self.register_buffer("readout", torch.zeros(feat_dim, rank), persistent=rank > 0)
         self.register_buffer("scale", torch.ones(()), persistent=rank > 0)
         self.register_buffer("window", torch.zeros((), dtype=torch.long), persistent=rank > 0)
+        self._window = 0  # the buffer's value as a Python int: read each forward without a device sync
         self.mix = nn.Linear(feat_dim, feat_dim, bias=False) if rank > 0 else None
         if self.mix is not None:
             nn.init.eye_(self.mix.weight)
@@ -86,7 +87,7 @@ class IdentityNuisance(nn.Module):
     @property
     def context(self) -> int:
         """Frames either side a frame's output reads (0: it is per frame)."""
-        return int(self.window) if self.rank else 0
+        return self._window if self.rank else 0
 
     @torch.no_grad()
     def set(self, mean: torch.Tensor, basis: torch.Tensor, scale: float = 1.0,
@@ -102,6 +103,7 @@ class IdentityNuisance(nn.Module):
         self.readout.copy_(readout)
         self.scale.fill_(scale)
         self.window.fill_(window)
+        self._window = int(window)
         if self.mix is not None:  # what it mixed is gone: start again from the identity
             nn.init.eye_(self.mix.weight)
 
@@ -113,6 +115,8 @@ class IdentityNuisance(nn.Module):
         if self.rank and prefix + "window" not in state_dict and prefix + "basis" in state_dict:
             state_dict[prefix + "window"] = torch.zeros((), dtype=torch.long)
         super()._load_from_state_dict(state_dict, prefix, *args)
+        if self.rank and prefix + "window" in state_dict:
+            self._window = int(state_dict[prefix + "window"])
 
 
 class IdentityStats:

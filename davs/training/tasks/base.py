@@ -59,16 +59,16 @@ class DAVSTask(Task):
             mfcc = warp_mfcc(mfcc, aug.aug_warp)
         return n["Ev_w"](frames), n["Ea_w"](mfcc)  # (B, T, D) each
 
-    def _embedding_losses(self, lrw: dict, v: torch.Tensor, a: torch.Tensor, margin: float,
-                          form: str = "davs") -> dict[str, torch.Tensor]:
-        """Cw on both modalities, the contrastive loss (``form``: ours or the official one) and frame sync."""
+    def _embedding_losses(self, lrw: dict, v: torch.Tensor, a: torch.Tensor, j: JointHParams) -> dict[str, torch.Tensor]:
+        """Cw on both modalities, the contrastive loss (``j.contrastive_form``: ours or the official one) and frame
+        sync (negatives: ``j.sync_negatives``)."""
         n, mask, y = self.nets, lrw["mask"], lrw["label"]
         lv, la = n["Cw"](v, mask), n["Cw"](a, mask)
         return {
             "loss/word_video": F.cross_entropy(lv, y),
             "loss/word_audio": F.cross_entropy(la, y),
-            "loss/contrastive": embedding_contrastive_loss(form, v, a, mask, y, margin),
-            "loss/frame_sync": frame_sync_loss(v, a, mask, y),
+            "loss/contrastive": embedding_contrastive_loss(j.contrastive_form, v, a, mask, y, j.margin),
+            "loss/frame_sync": frame_sync_loss(v, a, mask, y, across_clips=j.sync_negatives == "batch"),
             "acc/word_video": accuracy(lv, y).detach(),
             "acc/word_audio": accuracy(la, y).detach(),
         }

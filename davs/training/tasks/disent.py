@@ -77,7 +77,7 @@ class DisentTask(DAVSTask):
         n, lrw, celeb = self.nets, self.batch["lrw"], self.batch["celeb"]
         if phase == "enc":
             v, a = self._word_feats(lrw, self.w.joint)
-            out = self._embedding_losses(lrw, v, a, self.w.joint.margin, self.w.joint.contrastive_form)
+            out = self._embedding_losses(lrw, v, a, self.w.joint)
             out |= self._identity_loss(celeb)
             id_seq, id_mask = dis_run(n["Ep"], to_images(lrw["frames"]), lrw["mask"], self.cfg)  # (B, T', ...)
             word_img = n["Ev_w"](to_images(celeb["image"])[:, None])[:, 0]  # (N, D): word features of a still face

@@ -161,7 +161,7 @@ class GenTask(DAVSTask):
         """End to end: the encoders keep their embedding losses and fight the domain discriminator and Cw_p."""
         d, n, mask = self.w.disent, self.nets, lrw["mask"]
         v, a = p["v_all"], p["a_all"]  # (B, T, D), with gradients
-        out = self._embedding_losses(lrw, v, a, d.joint.margin, d.joint.contrastive_form)
+        out = self._embedding_losses(lrw, v, a, d.joint)
         dd = n["D_domain"]
         out["loss/domain_confusion"] = domain_loss(d.joint.domain_loss, dd(a[mask]), dd(v[mask]))
         run, run_mask = dis_run(n["Ep"], p["frames"], mask, self.cfg)  # what Cw_p reads

@@ -43,7 +43,7 @@ class JointTask(DAVSTask):
         lrw, dd = self.batch["lrw"], self.nets["D_domain"]
         if phase == "main":
             v, a = self._word_feats(lrw, self.w)
-            out = self._embedding_losses(lrw, v, a, self.w.margin, self.w.contrastive_form)
+            out = self._embedding_losses(lrw, v, a, self.w)
             mask = lrw["mask"]
             out["loss/domain_confusion"] = domain_loss(self.w.domain_loss, dd(a[mask]), dd(v[mask]))
             out |= self._identity_loss(self.batch["celeb"])

@@ -49,4 +49,4 @@ class WordHeadTask(DAVSTask):
         with torch.no_grad():  # (B, T, D) each, before the identity subspace is removed
             v, a = n["Ev_w"].features(to_images(lrw["frames"])), n["Ea_w"].features(lrw["mfcc"])
         v, a = n["Ev_w"].nuisance(v), n["Ea_w"].nuisance(a)
-        return self._embedding_losses(lrw, v, a, self.w.joint.margin, self.w.joint.contrastive_form)
+        return self._embedding_losses(lrw, v, a, self.w.joint)
