@@ -258,6 +258,15 @@ def _long_speech(path, seconds: int) -> None:
     _wav(path, 0.4 * np.sin(2 * np.pi * 200 * t) * (np.sin(2 * np.pi * 2 * t) > 0), 16000)
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """In the child, before exec: SIGINT's default action, whatever the test runner's was (a job started in the
+    background by a non-interactive shell, e.g. ``nohup .ci/run &``, inherits SIGINT ignored, and Python then
+    keeps ignoring it)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_interrupted_request_leaves_nothing(tiny_models, media, tmp_path, sig, code):
     """Interrupting a real run while it encodes: exit 130 / 143, no output, no temporary file beside it."""
@@ -270,7 +279,8 @@ def test_interrupted_request_leaves_nothing(tiny_models, media, tmp_path, sig, c
     p = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "generate", "--face", str(media / "face.png"),
                           "--audio", str(tmp_path / "long.wav"), "--out", str(out), "--checkpoint",
                           str(tiny_models[0] / "gen.pt"), "--quiet", "--batch-size", "8"],
-                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=_ctrl_c_as_at_a_terminal)
     t0 = time.time()
     while not list(out.parent.iterdir()) and time.time() - t0 < 120:  # the encoder has started writing
         time.sleep(0.05)
