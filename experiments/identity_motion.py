@@ -19,8 +19,10 @@ and removed in several ways:
   is no method for LRW: a bound on what a better label-free estimate of the speakers' directions could give.
 
 Each row: the speaker read from the pooled features by the eval's linear probe (fitted on val, scored on test;
-chance 0.1 over the probed speakers), the share of the word frames' within-clip variance removed, and the
-renderer's mouth openness read from each frame's features by a ridge regression (fitted on val, R^2 on test).
+chance 0.1 over the probed speakers), and by the same probe on the training clips (fitted on one half, scored on
+the other: the clips the encoders' adversary and the removals were fitted on), the share of the word frames'
+within-clip variance removed, and the renderer's mouth openness read from each frame's features by a ridge
+regression (fitted on val, R^2 on test).
 
     python experiments/identity_motion.py            # after dvc repro; -> experiments/results/identity_motion.json
 """
@@ -148,6 +150,10 @@ def score(f: dict, key: str, removal: tuple | None, c: float) -> dict[str, float
     val, test = kept("val"), kept("test")
     spk = probe(masked_mean(val, f["val"]["mask"]).numpy(), f["val"]["speaker"].numpy(),
                 masked_mean(test, f["test"]["mask"]).numpy(), f["test"]["speaker"].numpy(), c)
+    train = masked_mean(kept("train"), f["train"]["mask"]).numpy()  # (N, D): the clips training fitted on
+    halves = np.array_split(np.random.default_rng(0).permutation(len(train)), 2)
+    who = f["train"]["speaker"].numpy()
+    spk_train = probe(train[halves[0]], who[halves[0]], train[halves[1]], who[halves[1]], c)
 
     def motion(x: torch.Tensor, split: str) -> torch.Tensor:
         m = f[split]["mask"]
@@ -159,7 +165,8 @@ def score(f: dict, key: str, removal: tuple | None, c: float) -> dict[str, float
     xt, yt = test[f["test"]["mask"].bool()].numpy(), f["test"]["open"][f["test"]["mask"].bool()].numpy()
     mu, sd = xv.mean(0), xv.std(0) + 1e-6
     r2 = Ridge(alpha=1.0).fit((xv - mu) / sd, yv).score((xt - mu) / sd, yt)
-    return {"speaker": round(float(spk), 4), "motion_removed": round(removed, 4), "openness_r2": round(float(r2), 4)}
+    return {"speaker": round(float(spk), 4), "speaker_train": round(float(spk_train), 4),
+            "motion_removed": round(removed, 4), "openness_r2": round(float(r2), 4)}
 
 
 def main() -> None:
@@ -182,7 +189,9 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     atomic_write_text(args.out, json.dumps({
         "note": "One model (seed 0), no retraining: the word features of --model with the identity subspace removed "
-                "after training. speaker: the eval's linear probe on pooled features (chance 0.1); motion_removed: the "
+                "after training. speaker: the eval's linear probe on pooled features (chance 0.1); speaker_train: the same "
+                "probe fitted on half of the training clips (the clips the encoders and the removals were fitted on), "
+                "scored on the other half; motion_removed: the "
                 "share of the word frames' within-clip variance removed; openness_r2: the renderer's mouth openness "
                 "read from each frame's features (ridge, fitted on val, R^2 on test).",
         "commit": commit, "model_sha256": file_hash(args.model), "environment": environment(), "rows": rows},

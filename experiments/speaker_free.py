@@ -92,6 +92,8 @@ ROWS: dict[str, dict] = {
     "the same, without the clip-level contrastive loss (its negatives are other speakers' clips)":
         {**ADVERSARY, "joint.sync_negatives": "clip", "joint.contrastive_weight": 0.0},
     "the adversary for three times the steps (disent.steps 600)": {**ADVERSARY, "disent.steps": 600},
+    "the adversary's probe fitted on the last 16 steps' clips, not 64 (fresher features; ridge 1)":
+        {**ADVERSARY, "disent.clip_id_memory": 16, "disent.clip_id_ridge": 1.0},
 }
 RANK24 = "identity subspace removed, rank 24"
 KEYS = ("leakage/identity_from_word_video", "leakage/identity_from_word_audio", "leakage/identity_from_word_msceleb",
@@ -160,12 +162,13 @@ def motion_probes(p, seeds: int = 3, steps: int = 600) -> list[dict]:
     """What the mouth's motion alone says of the speaker: the same probes on the renderer's mouth states (open,
     width, round; nothing of the face's colours or the voice) pooled over the clip's frames, and on the pooled
     features of a word reader that sees only those states (a temporal CNN trained for the word on the training
-    clips; mean over ``seeds``): a word encoder can carry the mouth's movement with no less of the speaker."""
+    clips; mean over ``seeds``): what a word encoder that carried the movement and nothing else would give away."""
     from davs.evaluation import probe
     from davs.synth.corpus import read_mouth_states
 
     table = read_mouth_states(paths.mouth_states(p))
-    spk = {r["clip"]: r["speaker"] for r in csv.DictReader(open(paths.lrw_root(p) / "speakers.csv", newline=""))}
+    with open(paths.lrw_root(p) / "speakers.csv", newline="") as fh:
+        spk = {r["clip"]: r["speaker"] for r in csv.DictReader(fh)}
     words = sorted({c.split("/")[0] for c in table})
     t0, t = p.data.frame_offset, p.data.num_frames
     split = {s: sorted(c for c in table if c.split("/")[1] == s) for s in ("train", "val", "test")}
