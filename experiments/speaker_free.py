@@ -94,6 +94,7 @@ ROWS: dict[str, dict] = {
     "the adversary for three times the steps (disent.steps 600)": {**ADVERSARY, "disent.steps": 600},
     "the adversary's probe fitted on the last 16 steps' clips, not 64 (fresher features; ridge 1)":
         {**ADVERSARY, "disent.clip_id_memory": 16, "disent.clip_id_ridge": 1.0},
+    "the adversary's probe fitted on the last 200 steps' clips (every step's)": {**ADVERSARY, "disent.clip_id_memory": 200},
 }
 RANK24 = "identity subspace removed, rank 24"
 KEYS = ("leakage/identity_from_word_video", "leakage/identity_from_word_audio", "leakage/identity_from_word_msceleb",
