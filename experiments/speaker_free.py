@@ -29,7 +29,6 @@ Run from the repository root after ``dvc repro`` (it reads the shards and models
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
@@ -164,12 +163,12 @@ def motion_probes(p, seeds: int = 3, steps: int = 600) -> list[dict]:
     width, round; nothing of the face's colours or the voice) pooled over the clip's frames, and on the pooled
     features of a word reader that sees only those states (a temporal CNN trained for the word on the training
     clips; mean over ``seeds``): what a word encoder that carried the movement and nothing else would give away."""
+    from davs.data.lrw import _speakers
     from davs.evaluation import probe
     from davs.synth.corpus import read_mouth_states
 
     table = read_mouth_states(paths.mouth_states(p))
-    with open(paths.lrw_root(p) / "speakers.csv", newline="") as fh:
-        spk = {r["clip"]: r["speaker"] for r in csv.DictReader(fh)}
+    spk = _speakers(paths.lrw_root(p))  # clip -> speaker, the corpus's speakers.csv
     words = sorted({c.split("/")[0] for c in table})
     t0, t = p.data.frame_offset, p.data.num_frames
     split = {s: sorted(c for c in table if c.split("/")[1] == s) for s in ("train", "val", "test")}
