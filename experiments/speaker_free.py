@@ -163,12 +163,12 @@ def motion_probes(p, seeds: int = 3, steps: int = 600) -> list[dict]:
     width, round; nothing of the face's colours or the voice) pooled over the clip's frames, and on the pooled
     features of a word reader that sees only those states (a temporal CNN trained for the word on the training
     clips; mean over ``seeds``): what a word encoder that carried the movement and nothing else would give away."""
-    from davs.data.lrw import _speakers
+    from davs.data.lrw import list_clips
     from davs.evaluation import probe
     from davs.synth.corpus import read_mouth_states
 
     table = read_mouth_states(paths.mouth_states(p))
-    spk = _speakers(paths.lrw_root(p))  # clip -> speaker, the corpus's speakers.csv
+    spk = {f"{r.word}/{r.split}/{Path(r.path).name}": r.speaker for r in list_clips(paths.lrw_root(p))}  # clip -> speaker
     words = sorted({c.split("/")[0] for c in table})
     t0, t = p.data.frame_offset, p.data.num_frames
     split = {s: sorted(c for c in table if c.split("/")[1] == s) for s in ("train", "val", "test")}
