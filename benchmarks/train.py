@@ -42,7 +42,7 @@ from pipeline.params import config
 
 SMALL = DAVSConfig(**st.model_sizes(PARAMS), num_words=500, num_ids=1000)  # the pipeline's model (counts: the data's)
 PRESETS = {"small": SMALL, "davs": DAVSConfig.davs_size(),  # ours; and the paper variant (model.variant: paper)
-           "paper-small": dataclasses.replace(SMALL, variant="paper", window=6, gen_conceal=False),
+           "paper-small": dataclasses.replace(SMALL, variant="paper", window=6, gen_conceal=False, gen_context=0),
            "paper": DAVSConfig.davs_size(variant="paper")}
 TASKS = {"joint": (JointTask, st.joint_hparams), "disent": (DisentTask, st.disent_hparams),
          "gen": (GenTask, st.gen_hparams)}

@@ -1,7 +1,8 @@
 """What removing the identity subspace takes from the mouth's motion (issue 27): a study on a trained model.
 
-On the pipeline's ``models/disent.pt`` (trained without the removal, ``model.identity_rank: 0``), the word features
-before the encoders' last layer are read on every LRW split; the identity subspace is fitted on the training
+On a ``disent.pt`` trained without the removal (``model.identity_rank: 0``, which the pipeline's default is not:
+``dvc exp run -S model.identity_rank=0`` writes one to ``models/``), the word features before the encoders' last
+layer are read on every LRW split; the identity subspace is fitted on the training
 clips as ``disent`` fits it (:class:`davs.models.identity_nuisance.IdentityStats`, label-free), at several ranks,
 and removed in several ways:
 
@@ -21,10 +22,11 @@ and removed in several ways:
 Each row: the speaker read from the pooled features by the eval's linear probe (fitted on val, scored on test;
 chance 0.1 over the probed speakers), and by the same probe on the training clips (fitted on one half, scored on
 the other: the clips the encoders' adversary and the removals were fitted on), the share of the word frames'
-within-clip variance removed, and the renderer's mouth openness read from each frame's features by a ridge
-regression (fitted on val, R^2 on test).
+within-clip variance removed, and the renderer's mouth openness read by a ridge regression (fitted on val, R^2 on
+test) from each frame's features, from those of the frame some frames ahead or behind that reads it best, and
+from those of the frame and the two either side (what the generator, which reads that context, can draw).
 
-    python experiments/identity_motion.py            # after dvc repro; -> experiments/results/identity_motion.json
+    python experiments/identity_motion.py --model DISENT_PT  # -> experiments/results/identity_motion.json
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ from pipeline.stages import data_spec
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results" / "identity_motion.json"
 RANKS = (4, 8, 12, 16, 24)
+LEADS = range(-3, 4)  # word frame i's openness read from the features of frame i + lead
+CONTEXT = 2  # ... or from those of frames i - 2 .. i + 2
 CLUSTERS = (16, 32)
 RIDGES = (1.0, 50.0)  # plain's regression with these ridges too (disent.identity_ridge is the pipeline's)
 PCS = (10, 16)  # ... and from the identities' top principal components only
@@ -161,17 +165,37 @@ def score(f: dict, key: str, removal: tuple | None, c: float) -> dict[str, float
 
     raw = motion(f["test"][key], "test")
     removed = 1 - float(motion(test, "test").pow(2).sum() / raw.pow(2).sum().clamp_min(1e-12))
-    xv, yv = val[f["val"]["mask"].bool()].numpy(), f["val"]["open"][f["val"]["mask"].bool()].numpy()
-    xt, yt = test[f["test"]["mask"].bool()].numpy(), f["test"]["open"][f["test"]["mask"].bool()].numpy()
-    mu, sd = xv.mean(0), xv.std(0) + 1e-6
-    r2 = Ridge(alpha=1.0).fit((xv - mu) / sd, yv).score((xt - mu) / sd, yt)
+    r2 = openness_r2(f, val, test)
+    leads = {k: openness_r2(f, val, test, lead=k) for k in LEADS}
     return {"speaker": round(float(spk), 4), "speaker_train": round(float(spk_train), 4),
-            "motion_removed": round(removed, 4), "openness_r2": round(float(r2), 4)}
+            "motion_removed": round(removed, 4), "openness_r2": round(r2, 4),
+            "openness_lead": max(leads, key=leads.get), "openness_r2_lead": round(max(leads.values()), 4),
+            "openness_r2_context": round(openness_r2(f, val, test, context=CONTEXT), 4)}
+
+
+def openness_r2(f: dict, val: torch.Tensor, test: torch.Tensor, lead: int = 0, context: int = 0) -> float:
+    """The renderer's openness of word frame i read by a ridge regression (fitted on val, R^2 on test; its
+    penalty scaled by the frames read) from the features of frame i + ``lead``, or of frames i - ``context`` ..
+    i + ``context`` side by side (edge frames repeated at the clip's ends): what a reader of one frame, or of its
+    neighbours too, can draw."""
+    def pairs(split: str, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        m, y = f[split]["mask"].bool(), f[split]["open"]
+        t = x.shape[1]
+        if context:
+            pad = torch.cat([x[:, :1].expand(-1, context, -1), x, x[:, -1:].expand(-1, context, -1)], 1)
+            x = torch.cat([pad[:, d : d + t] for d in range(2 * context + 1)], -1)  # (N, T, (2c + 1) D)
+        src = torch.arange(t) + lead  # the feature frame read for word frame i
+        ok = (src >= 0) & (src < t)
+        return x[:, src[ok]][m[:, ok]].numpy(), y[:, ok][m[:, ok]].numpy()
+
+    (xv, yv), (xt, yt) = pairs("val", val), pairs("test", test)
+    mu, sd = xv.mean(0), xv.std(0) + 1e-6
+    return float(Ridge(alpha=2.0 * context + 1.0).fit((xv - mu) / sd, yv).score((xt - mu) / sd, yt))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/disent.pt")
+    ap.add_argument("--model", required=True, help="a disent.pt of model.identity_rank 0")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -193,7 +217,9 @@ def main() -> None:
                 "probe fitted on half of the training clips (the clips the encoders and the removals were fitted on), "
                 "scored on the other half; motion_removed: the "
                 "share of the word frames' within-clip variance removed; openness_r2: the renderer's mouth openness "
-                "read from each frame's features (ridge, fitted on val, R^2 on test).",
+                "read from each frame's features (ridge, fitted on val, R^2 on test); openness_lead, openness_r2_lead: the "
+                "frame ahead (negative: behind) whose features read a frame's openness best, and that R^2; "
+                "openness_r2_context: read from the features of the frame and the 2 either side.",
         "commit": commit, "model_sha256": file_hash(args.model), "environment": environment(), "rows": rows},
         indent=1) + "\n")
 

@@ -192,6 +192,9 @@ def cross_check(p: Params) -> list[str]:
         if p.model.gen_conceal:
             errs.append("model.gen_conceal: true, but the paper variant's generator reads the whole reference "
                         "(set it false, or model.variant: davs)")
+        if p.model.gen_context:
+            errs.append(f"model.gen_context: {p.model.gen_context}, but the paper variant's generator reads each "
+                        "frame's word alone (set it 0, or model.variant: davs)")
     if p.synth.test_only_speakers >= p.synth.speakers:
         errs.append(f"synth.test_only_speakers: {p.synth.test_only_speakers}, not fewer than synth.speakers "
                     f"({p.synth.speakers}): no speaker left for training")

@@ -79,7 +79,7 @@ def test_talker_options_change_the_frames_and_leave_the_weights(tiny_models, tmp
     scaled = Talker(ckpt, "cpu", options=TalkOptions(word_scale=3.0))
     words = torch.randn(4, scaled.cfg.feat_dim)
     crop = np.zeros((1, scaled.cfg.image_size, scaled.cfg.image_size, 3), np.uint8)
-    assert np.array_equal(scaled._generate(crop, words), plain._generate(crop, words * 3.0))
+    assert np.array_equal(scaled.animate(crop[0], words), plain.animate(crop[0], words * 3.0))
     assert np.abs(frames(scaled, "scaled.mp4") - base).max() > 2
 
     tuned = Talker(ckpt, "cpu", options=TalkOptions(finetune_steps=3, finetune_lr=1e-2))

@@ -61,3 +61,24 @@ def test_the_motion_whitened_removal_keeps_more_motion():
         return float((kept - kept.mean(1, keepdim=True)).pow(2).sum())
 
     assert motion_left(fits["motion"]) > 2 * motion_left(fits["plain"])
+
+
+def test_openness_read_finds_features_that_run_ahead_of_the_mouth():
+    """Features that carry frame i's openness at frame i + 2 read it best two frames ahead, and a reader of the
+    neighbours (context 2) reads it as well as that; a reader of the frame alone does worse."""
+    mod = study()
+    g = torch.Generator().manual_seed(0)
+    f, kept = {}, {}
+    for split in ("val", "test"):
+        n, t, d = 60, 12, 6
+        opn = torch.rand(n, t, generator=g)  # (N, T)
+        x = 0.05 * torch.randn(n, t, d, generator=g)
+        x[:, 2:, 0] += opn[:, :-2]  # frame j's feature says frame j - 2's openness
+        mask = torch.zeros(n, t)
+        mask[:, 2:8] = 1
+        f[split], kept[split] = {"mask": mask, "open": opn}, x
+    own = mod.openness_r2(f, kept["val"], kept["test"])
+    ahead = mod.openness_r2(f, kept["val"], kept["test"], lead=2)
+    around = mod.openness_r2(f, kept["val"], kept["test"], context=2)
+    assert ahead > 0.95 and around > 0.9 and own < 0.2
+    assert max(range(-1, 4), key=lambda k: mod.openness_r2(f, kept["val"], kept["test"], lead=k)) == 2

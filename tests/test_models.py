@@ -101,6 +101,40 @@ def test_concealed_reference_hides_the_mouth_and_keeps_everything_else():
     assert not torch.equal(hidden[..., core], ref[..., core])
 
 
+def test_g_with_word_context_starts_as_g_without_and_streams_as_the_whole_sequence():
+    """G's temporal read of the words starts as the identity (so G starts as a per-frame G), reads the
+    neighbours once trained, and a stream of chunks of any size gives the rows of the whole sequence's read."""
+    from davs.models import generate_frames
+    from davs.models.generator import contextualise_stream
+
+    torch.manual_seed(0)
+    ctx = build(replace(SMALL, gen_context=2), ("Ep", "G"))
+    assert ctx["G"].context == 2 and build(replace(SMALL, gen_context=0), ("G",))["G"].word_context is None
+    torch.manual_seed(0)
+    flat = build(replace(SMALL, gen_context=0), ("Ep", "G"))
+    flat["G"].load_state_dict({k: v for k, v in ctx["G"].state_dict().items() if not k.startswith("word_context")})
+    with torch.no_grad():
+        for m in (ctx, flat):
+            m["G"].to_rgb.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(1))
+    ref, words = torch.rand(2, 3, 32, 32) * 2 - 1, torch.randn(2, 7, SMALL.feat_dim)
+    with torch.no_grad():
+        torch.testing.assert_close(generate_frames(ctx["Ep"], ctx["G"], ref, words),
+                                   generate_frames(flat["Ep"], flat["G"], ref, words), atol=1e-6, rtol=0)
+        ctx["G"].word_context.weight.normal_(0, 0.1)  # trained: the neighbours count
+        whole = ctx["G"].contextualise(words)  # (2, 7, D)
+        moved = words.clone()
+        moved[:, 5] += 1.0
+        changed = (ctx["G"].contextualise(moved) - whole).abs().amax(-1)[0]  # (7,)
+        assert (changed[3:] > 0).all() and (changed[:3] == 0).all()  # frame 5 reaches frames 3 .. 6 only
+        for sizes in ([7], [1] * 7, [3, 4], [2, 0, 1, 4], [5, 2]):
+            chunks = list(words[0].split(sizes))
+            got = torch.cat(list(contextualise_stream(ctx["G"], chunks)))
+            torch.testing.assert_close(got, whole[0], atol=1e-5, rtol=0)
+        assert len(list(contextualise_stream(ctx["G"], []))) == 0
+        one = torch.cat(list(contextualise_stream(ctx["G"], [words[0, :1]])))  # a single frame: its steady state
+        torch.testing.assert_close(one, ctx["G"].contextualise(words[:1, :1])[0], atol=1e-5, rtol=0)
+
+
 def test_conceal_cells_scale_with_the_face():
     """At 128 px the mouth is averaged over 16x16 cells (H // 8), the share of the face 8x8 cells are at 64 px:
     a change with zero mean over one 16x16 cell inside the box is hidden, which 8x8 cells would show."""
@@ -121,7 +155,7 @@ def test_a_model_file_from_before_a_config_field_existed_reads_as_it_was_trained
     naming a retired field (``num_speakers``) reads without it."""
     from davs.checkpoint import CheckpointError, load_model, save_checkpoint
 
-    cfg = replace(SMALL, gen_conceal=False, identity_rank=0)
+    cfg = replace(SMALL, gen_conceal=False, identity_rank=0, gen_context=0)
     old = {k: v for k, v in cfg.to_dict().items() if k not in DAVSConfig.LEGACY}  # written before those fields
     save_checkpoint(tmp_path / "old.pt", {"model_config": old, "stage": "gen", "nets": {}})
     assert load_model(tmp_path / "old.pt", cfg)["stage"] == "gen"
@@ -152,7 +186,7 @@ def test_every_parameter_gets_a_gradient():
     idf = m["Ep"](frames[:, 0])
     loss = (m["Cw"](v).sum() + m["Cw"](a).sum() + m["Cp"](idf.vector).sum() + m["D_domain"](v).sum()
             + m["Cw_p"](m["Ep"].sequence(frames)).sum() + m["Cp_w"](v[:, 0]).sum()
-            + m["G"](idf.fmap, idf.skips, a[:, 0]).sum() + sum(m["D_temporal"](frames[:, :3], a[:, :3], True)).sum())
+            + m["G"](idf.fmap, idf.skips, m["G"].contextualise(a)[:, 0]).sum() + sum(m["D_temporal"](frames[:, :3], a[:, :3], True)).sum())
     loss.backward()
     for name, net in m.items():
         missing = [n for n, p in net.named_parameters() if p.grad is None]

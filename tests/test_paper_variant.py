@@ -121,7 +121,8 @@ def test_smoothness_term_ignores_the_mouth():
 def paper_models(shards, tmp_path_factory):
     out = tmp_path_factory.mktemp("paper")
     data = _data(shards)
-    cfg = model_config_for(data, **{**SIZES, "window": 4, "variant": "paper", "dis_frames": 8, "gen_conceal": False})
+    cfg = model_config_for(data, **{**SIZES, "window": 4, "variant": "paper", "dis_frames": 8, "gen_conceal": False,
+                                         "gen_context": 0})
     loop = configs.loop(steps=3, log_every=3, val_every=3, ckpt_every=3, optimizer="adam", weight_decay=0.0)
     pj = configs.joint(domain_loss="flip", domain_weight=5.0, contrastive_form="paper")
     pd = configs.disent(uniform_form="paper", uniform_weight=1e3, joint=pj)
@@ -173,11 +174,14 @@ def test_paper_variant_checks_its_params(tmp_path):
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["model"]["variant"] = "paper"
     raw["model"]["gen_conceal"] = False
+    raw["model"]["gen_context"] = 0
     validate(raw)  # the embedded corpus's 64 px faces and 25 frames suit it
     raw["model"]["dis_frames"] = 30
     raw["data"]["image_size"] = 96
     raw["model"]["gen_conceal"] = True  # the paper's G has no concealed reference
-    with pytest.raises(ParamsError, match=r"model\.dis_frames.*\n.*data\.image_size.*\n.*model\.gen_conceal"):
+    raw["model"]["gen_context"] = 2  # ... and reads each frame's word alone
+    with pytest.raises(ParamsError, match=r"model\.dis_frames.*\n.*data\.image_size.*\n.*model\.gen_conceal.*\n.*"
+                                          r"model\.gen_context"):
         validate(raw)
     raw["model"]["variant"] = "official"
     with pytest.raises(ParamsError, match=r"model\.variant"):
@@ -197,7 +201,7 @@ def test_davs_variant_is_unchanged_by_the_paper_options():
         a, b = net.state_dict(), other[name].state_dict()
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     torch.manual_seed(0)
-    paper = build(replace(cfg, variant="paper", gen_conceal=False))  # the switch itself does change them
+    paper = build(replace(cfg, variant="paper", gen_conceal=False, gen_context=0))  # the switch itself does change them
     assert type(paper["Ev_w"]).__module__ == "davs.models.paper_video_word_encoder"
 
 

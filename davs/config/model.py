@@ -29,6 +29,7 @@ class DAVSConfig:
     dis_frames: Pos  # paper variant: consecutive frames the word-from-identity classifier reads (official 20)
     identity_rank: NonNeg  # identity directions the word encoders' last layer removes (davs.models.identity_nuisance)
     gen_conceal: bool  # G's reference has its mouth box concealed: G draws every mouth (davs.models.generator)
+    gen_context: NonNeg  # word-feature frames either side G reads for each frame it draws (0 = that frame's alone)
 
     # the fields the encoders and classifiers depend on (what disent / gen must share with joint)
     ENCODER_FIELDS = ("image_size", "feat_dim", "width", "num_words", "num_ids", "mfcc_frames", "mfcc_coeffs",
@@ -36,7 +37,7 @@ class DAVSConfig:
     VARIANTS = ("davs", "paper")
     # fields added after model files were first written, with the value every earlier file was trained with:
     # a file that does not name a field is read with this value, not the current default
-    LEGACY = {"variant": "davs", "dis_frames": 20, "gen_conceal": False, "identity_rank": 0}
+    LEGACY = {"variant": "davs", "dis_frames": 20, "gen_conceal": False, "identity_rank": 0, "gen_context": 0}
     # fields earlier files name that no network depends on any more (num_speakers: training reads no speakers;
     # audio_conditioned_disc: the temporal discriminator is always conditioned on the audio)
     RETIRED = ("num_speakers", "audio_conditioned_disc")
@@ -46,6 +47,8 @@ class DAVSConfig:
             raise ValueError(f"model variant must be one of {self.VARIANTS} (got {self.variant!r})")
         if self.variant == "paper" and self.gen_conceal:
             raise ValueError("gen_conceal: the paper variant's generator reads the whole reference (set it False)")
+        if self.variant == "paper" and self.gen_context:
+            raise ValueError("gen_context: the paper variant's generator reads each frame's word alone (set it 0)")
 
     @staticmethod
     def davs_size(num_words: int = 500, num_ids: int = 40145, variant: str = "davs") -> DAVSConfig:
@@ -53,7 +56,8 @@ class DAVSConfig:
         MFCC windows. ``variant="paper"`` also takes the official code's widths (Ep 32, G and D 64), its 6-frame
         temporal discriminator, 20-frame Cw_p and SyncNet MFCCs."""
         common = dict(image_size=256, feat_dim=256, num_words=num_words, num_ids=num_ids, mfcc_frames=20,
-                      mfcc_coeffs=12, mouth_box=(0.62, 0.25, 0.95, 0.75), dis_frames=20, identity_rank=0)
+                      mfcc_coeffs=12, mouth_box=(0.62, 0.25, 0.95, 0.75), dis_frames=20, identity_rank=0,
+                      gen_context=0)
         if variant == "paper":
             return DAVSConfig(**common, width=32, gen_width=64, disc_width=64, window=6, mfcc_recipe="syncnet",
                               variant="paper", gen_conceal=False)

@@ -43,6 +43,7 @@ from davs.inference.request import (
 )
 from davs.inference.stores import FrameFile
 from davs.models import DAVSConfig, generate_frames, load_nets
+from davs.models.generator import contextualise_stream
 from davs.models.lip_head import LipHead, load_lip_head
 from davs.tensors import to_images, to_uint8
 
@@ -152,7 +153,14 @@ class Talker:
 
     def animate(self, crop: np.ndarray, words: torch.Tensor) -> np.ndarray:
         """An aligned face crop (S, S, 3) uint8 saying ``words`` (n, D) -> (n, S, S, 3) uint8 crops."""
-        return np.concatenate([self._generate(crop[None], w) for w in _batches(words, self.batch_size)])
+        return np.concatenate([self._generate(crop[None], w) for w in _batches(self._g_words(words), self.batch_size)])
+
+    def _g_words(self, words: torch.Tensor | Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """What G reads of a word stream (one (n, D) tensor or chunks of one): scaled by ``options.word_scale``,
+        each frame with its neighbours (:func:`~davs.models.generator.contextualise_stream`), chunk by chunk."""
+        chunks = [words] if isinstance(words, torch.Tensor) else words
+        scale = self.options.word_scale
+        return contextualise_stream(self.nets["G"], (w * scale if scale != 1.0 else w for w in chunks))
 
     @contextmanager
     def adapted(self, crop: np.ndarray, word: torch.Tensor) -> Iterator[None]:
@@ -184,15 +192,14 @@ class Talker:
 
     @torch.no_grad()
     def _generate(self, crops: np.ndarray, words: torch.Tensor) -> np.ndarray:
-        """crops (N, S, S, 3) uint8 aligned sources (or one, shared), words (N, D) -> (N, S, S, 3) uint8."""
+        """crops (N, S, S, 3) uint8 aligned sources (or one, shared), words (N, D), rows of what G reads of the
+        sequence (:meth:`_g_words`) -> (N, S, S, 3) uint8."""
         t0 = time.perf_counter()
         ep, g, ref = self.nets["Ep"], self.nets["G"], self._to_input(crops)  # (1 | N, 3, S, S)
-        if self.options.word_scale != 1.0:
-            words = words * self.options.word_scale
         if len(crops) == 1:  # one face saying every word: Ep once
-            gen = generate_frames(ep, g, ref, words[None])[0]  # (1, N, D) -> (N, 3, S, S)
+            gen = generate_frames(ep, g, ref, words[None], contextualised=True)[0]  # (1, N, D) -> (N, 3, S, S)
         else:  # each frame its own reference
-            gen = generate_frames(ep, g, ref, words[:, None])[:, 0]  # (N, 1, D) -> (N, 3, S, S)
+            gen = generate_frames(ep, g, ref, words[:, None], contextualised=True)[:, 0]  # (N, 1, D) -> (N, 3, S, S)
         out = to_uint8(gen).cpu().numpy()
         self.timing.model_s += time.perf_counter() - t0
         return out
@@ -215,7 +222,7 @@ class Talker:
             yield from warp_frames(LipWarper(photo, landmarks), self.lip_head, _batches(words, self.batch_size))
             return
         crop = cut(photo, align)[None]  # (1, S, S, 3)
-        for chunk in _batches(words, self.batch_size):
+        for chunk in _batches(self._g_words(words), self.batch_size):
             for g in self._generate(crop, chunk):
                 yield paste_change(photo, crop[0], g, align, self.mask)
 
@@ -224,7 +231,7 @@ class Talker:
         """Source frames ``frames[order[k]]`` saying ``words``, each frame its own identity reference; the
         frames in ``unchanged`` (no face found) pass through as they are."""
         skip, k = set(unchanged), 0
-        for chunk in _batches(words, self.batch_size):
+        for chunk in _batches(self._g_words(words), self.batch_size):
             idx = order[k : k + len(chunk)]
             src = [frames[i] for i in idx]
             crops = np.stack([cut(f, aligns[i]) for f, i in zip(src, idx)])

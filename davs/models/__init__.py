@@ -50,7 +50,8 @@ def build(cfg: DAVSConfig, parts: tuple[str, ...] | None = None) -> dict:
         "Cp_w": lambda: IdentityFromWord(cfg.feat_dim, cfg.num_ids),
         "G": lambda: (lambda e: Generator(e.out_channels, e.skip_channels, cfg.feat_dim, cfg.gen_width,
                                                 e.fmap_size,
-                                                conceal_box=cfg.mouth_box if cfg.gen_conceal else None))(ep()),
+                                                conceal_box=cfg.mouth_box if cfg.gen_conceal else None,
+                                                context=cfg.gen_context))(ep()),
         "D_temporal": lambda: TemporalDiscriminator(cfg.window, cfg.disc_width, cfg.image_size, cfg.feat_dim,
                                                     cfg.mouth_box),
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +28,12 @@ class Generator(nn.Module):
     the change is spent where speech moves the face, the mouth. ``delta`` starts at zero (and so do the
     FiLM layers), so G starts exactly as the copy-the-reference baseline, with A = 1/2.
 
+    With ``context`` > 0, G reads each frame's word feature together with those of ``context`` frames either
+    side (:meth:`contextualise`: a temporal convolution over the sequence, edge frames repeated, that starts as
+    the identity): a frame's mouth is read better from its word feature and its neighbours' than from its own
+    alone, above all from the audio (``openness_r2_context`` against ``openness_r2`` in
+    experiments/identity_motion.py).
+
     With ``conceal_box`` (a relative (y0, x0, y1, x1) box) the reference's mouth is hidden before Ep reads it
     and before it is copied (:func:`conceal_mouth`): G cannot keep the reference's mouth and must draw one from
     the word feature, whatever the reference's mouth looked like (the inpainting of Wav2Lip, which masks the
@@ -33,10 +41,17 @@ class Generator(nn.Module):
     """
 
     def __init__(self, id_channels: int, skip_channels: list[int], feat_dim: int = 128, gen_width: int = 32,
-                 fmap_size: int = 8, conceal_box: tuple[float, float, float, float] | None = None) -> None:
+                 fmap_size: int = 8, conceal_box: tuple[float, float, float, float] | None = None,
+                 context: int = 0) -> None:
         super().__init__()
         g = gen_width
-        self.fmap_size, self.conceal_box = fmap_size, conceal_box
+        self.fmap_size, self.conceal_box, self.context = fmap_size, conceal_box, context
+        self.word_context = nn.Conv1d(feat_dim, feat_dim, 2 * context + 1) if context else None
+        if self.word_context is not None:  # the identity at the start: each frame's own word, as with no context
+            nn.init.zeros_(self.word_context.weight)
+            nn.init.zeros_(self.word_context.bias)
+            with torch.no_grad():
+                self.word_context.weight[:, :, context].copy_(torch.eye(feat_dim))
         self.word_proj = nn.Linear(feat_dim, 2 * g * fmap_size * fmap_size)
         self.fuse = nn.Sequential(ConvBlock(id_channels + 2 * g, 4 * g), ConvBlock(4 * g, 4 * g))
         ups, ch = [], 4 * g
@@ -52,6 +67,18 @@ class Generator(nn.Module):
         self.to_rgb = nn.Conv2d(ch, 4, 3, 1, 1)  # change (3) and the attention logit (1)
         nn.init.zeros_(self.to_rgb.weight)
         nn.init.zeros_(self.to_rgb.bias)
+
+    def contextualise(self, words: torch.Tensor) -> torch.Tensor:
+        """words (B, T, D), a whole sequence -> (B, T, D): what G reads for each frame, from the frame's word
+        feature and those ``context`` either side (the first and last frames repeated past the ends)."""
+        if self.word_context is None:
+            return words
+        c = self.context
+        return self.read_context(torch.cat([words[:, :1].expand(-1, c, -1), words, words[:, -1:].expand(-1, c, -1)], 1))
+
+    def read_context(self, words: torch.Tensor) -> torch.Tensor:
+        """words (B, T + 2 context, D) -> (B, T, D): each of the middle T frames read with its neighbours."""
+        return self.word_context(words.transpose(1, 2)).transpose(1, 2)  # (B, D, T) -> (B, T, D)
 
     def _film(self, k: int, x: torch.Tensor, word: torch.Tensor) -> torch.Tensor:
         gamma, beta = self.film[k](word)[:, :, None, None].chunk(2, 1)  # (N, C, 1, 1) each
@@ -71,6 +98,30 @@ class Generator(nn.Module):
         return (image, mask) if return_mask else image
 
 
+def contextualise_stream(g: nn.Module, chunks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """A word sequence given in chunks (n_i, D) -> the same rows of ``g.contextualise`` of the whole sequence,
+    chunk by chunk, holding at most a chunk and ``2 * g.context`` frames (a stream of any length)."""
+    c = getattr(g, "context", 0)
+    if not c:
+        yield from chunks
+        return
+    before = pending = None  # the c frames before the pending ones; frames still waiting for their right context
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        if before is None:
+            before, pending = chunk[:1].expand(c, -1), chunk[:0]
+        pending = torch.cat([pending, chunk])
+        k = len(pending) - c  # frames whose right context has arrived
+        if k > 0:
+            seq = torch.cat([before, pending])  # (c + len(pending), D)
+            yield g.read_context(seq[None])[0, :k]  # (k, D)
+            before, pending = seq[k : k + c], pending[k:]
+    if pending is not None and len(pending):
+        seq = torch.cat([before, pending, pending[-1:].expand(c, -1)])
+        yield g.read_context(seq[None])[0]  # (len(pending), D)
+
+
 def conceal_mouth(ref: torch.Tensor, box: tuple[float, float, float, float], pool: int | None = None) -> torch.Tensor:
     """ref (N, 3, H, W) -> the same with the ellipse in the relative box replaced (edge feathered) by the image
     averaged over ``pool`` x ``pool`` cells (default H // 8: 8 px at 64 px, the same share of the face at any
@@ -87,9 +138,14 @@ def conceal_mouth(ref: torch.Tensor, box: tuple[float, float, float, float], poo
 
 
 def generate_frames(ep: nn.Module, g: Generator, ref: torch.Tensor, words: torch.Tensor,
-                    return_mask: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                    return_mask: bool = False, contextualised: bool = False
+                    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """ref (B, 3, H, W) reference faces, words (B, W, D) word features -> (B, W, 3, H, W) frames
-    (and G's attention masks (B, W, 1, H, W), 1 = copied from the reference). Ep encodes each reference once."""
+    (and G's attention masks (B, W, 1, H, W), 1 = copied from the reference). Ep encodes each reference once.
+    ``words`` are whole sequences, which G contextualises (:meth:`Generator.contextualise`), or, with
+    ``contextualised``, rows of a sequence it already has (a window of it, a chunk of a stream)."""
+    if not contextualised and hasattr(g, "contextualise"):  # the paper variant's G reads each frame alone
+        words = g.contextualise(words)  # (B, W, D)
     b, w = words.shape[:2]
     if getattr(g, "conceal_box", None) is not None:
         ref = conceal_mouth(ref, g.conceal_box)  # (B, 3, H, W): G sees no mouth to copy

@@ -110,7 +110,7 @@ class GenTask(DAVSTask):
 
     def generate(self, ref: torch.Tensor, words: torch.Tensor, return_mask: bool = False):
         """ref (B, 3, H, W) reference faces, words (B, W, D) word features -> (B, W, 3, H, W) frames."""
-        return generate_frames(self.nets["Ep"], self.nets["G"], ref, words, return_mask)
+        return generate_frames(self.nets["Ep"], self.nets["G"], ref, words, return_mask, contextualised=True)
 
     def _prepare(self, lrw: dict) -> dict[str, torch.Tensor]:
         with torch.set_grad_enabled(self.w.train_encoders and torch.is_grad_enabled()):  # end to end: through the encoders
@@ -120,10 +120,13 @@ class GenTask(DAVSTask):
             ref = frames[torch.arange(len(frames), device=frames.device), lrw["ref"]]  # (B, 3, H, W)
             gt = window(frames, lrw["start"], ws)  # (B, W, 3, H, W)
             aw = window(a, lrw["start"], ws)  # (B, W, D)
-            return {"ref": ref, "gt": gt, "a": aw, "v": window(v, lrw["start"], ws), "frames": frames, "v_all": v, "a_all": a,
-                    # what the discriminator is conditioned on: the official one reads the raw MFCC (B, W, F, C)
-                    "cond": window(lrw["mfcc"], lrw["start"], ws) if self.cfg.variant == "paper" else aw,
-                    "lip": self.nets["Ev_w"](gt) if self.w.lip_weight > 0 else None}  # (B, W, D): the real window, read alone
+            out = {"ref": ref, "gt": gt, "frames": frames, "v_all": v, "a_all": a,
+                   # what the discriminator is conditioned on: the official one reads the raw MFCC (B, W, F, C)
+                   "cond": window(lrw["mfcc"], lrw["start"], ws) if self.cfg.variant == "paper" else aw,
+                   "lip": self.nets["Ev_w"](gt) if self.w.lip_weight > 0 else None}  # (B, W, D): the real window, read alone
+        g = self.nets["G"]  # what G reads: the whole clip's words contextualised, then windowed (B, W, D)
+        ctx = g.contextualise if hasattr(g, "contextualise") else (lambda x: x)
+        return out | {"a": window(ctx(a), lrw["start"], ws), "v": window(ctx(v), lrw["start"], ws)}
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
         dt = self.nets["D_temporal"]
