@@ -101,7 +101,7 @@ ADDED = {("model", "identity_rank"): 0, ("disent", "clip_id_weight"): 0.0,
          ("disent", "identity_ridge"): 0.02, ("disent", "identity_clips"): 4000, ("disent", "identity_form"): "plain",
          ("disent", "identity_window"): 12,
          ("disent", "head_steps"): 200, ("disent", "head_lr"): 0.002, ("disent", "clip_id_memory"): 64, ("disent", "clip_id_ridge"): 0.01,
-         ("disent", "clip_id_clusters"): 16, ("gen", "clip_id_weight"): 0.0, ("ingest", "msceleb_shard_max_samples"): 512,
+         ("disent", "clip_id_clusters"): 16, ("gen", "clip_id_weight"): 0.0, ("model", "gen_context"): 0, ("ingest", "msceleb_shard_max_samples"): 512,
          ("lips", "context"): 2, ("lips", "ridge"): 0.01, ("lips", "batch_size"): 16}
 
 
