@@ -1,8 +1,7 @@
 """What removing the identity subspace takes from the mouth's motion (issue 27): a study on a trained model.
 
-On a ``disent.pt`` trained without the removal (``model.identity_rank: 0``, which the pipeline's default is not:
-``dvc exp run -S model.identity_rank=0`` writes one to ``models/``), the word features before the encoders' last
-layer are read on every LRW split; the identity subspace is fitted on the training
+On the pipeline's ``models/disent.pt`` (trained without the removal, ``model.identity_rank: 0``), the word features
+before the encoders' last layer are read on every LRW split; the identity subspace is fitted on the training
 clips as ``disent`` fits it (:class:`davs.models.identity_nuisance.IdentityStats`, label-free), at several ranks,
 and removed in several ways:
 
@@ -26,7 +25,7 @@ within-clip variance removed, and the renderer's mouth openness read by a ridge 
 test) from each frame's features, from those of the frame some frames ahead or behind that reads it best, and
 from those of the frame and the two either side (what the generator, which reads that context, can draw).
 
-    python experiments/identity_motion.py --model DISENT_PT  # -> experiments/results/identity_motion.json
+    python experiments/identity_motion.py            # after dvc repro; -> experiments/results/identity_motion.json
 """
 
 from __future__ import annotations
@@ -195,7 +194,7 @@ def openness_r2(f: dict, val: torch.Tensor, test: torch.Tensor, lead: int = 0, c
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="a disent.pt of model.identity_rank 0")
+    ap.add_argument("--model", default="models/disent.pt", help="a disent.pt of model.identity_rank 0")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)

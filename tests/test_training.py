@@ -443,3 +443,28 @@ def test_the_resume_state_keeps_the_gpu_generator_on_cuda(monkeypatch):
     first = torch.rand(3)
     resume.set_rng_state(old, CPU)  # a checkpoint of before: the CPU's state alone
     assert torch.equal(torch.rand(3), first)
+
+
+def test_gen_with_word_context_trains_the_context_and_talks_the_same_in_any_chunks(trained, shards, tmp_path):
+    """model.gen_context: gen trains G's temporal read of the words (it moves off the identity it starts as), and
+    davs generate's chunked stream gives the frames the whole sequence gives."""
+    import numpy as np
+
+    from davs.inference import Talker
+
+    data = _data(shards)
+    out, cfg, _, _ = trained
+    ctx = replace(cfg, gen_context=2)
+    loop = configs.loop(steps=3, log_every=1, val_every=100, ckpt_every=100, optimizer="adam")
+    run_gen(data, ctx, loop, configs.gen(), out / "disent.pt", tmp_path / "gen.pt", CPU)
+    g = load_model(tmp_path / "gen.pt")["nets"]["G"]
+    eye = torch.zeros_like(g["word_context.weight"])
+    eye[:, :, 2] = torch.eye(cfg.feat_dim)
+    assert not torch.allclose(g["word_context.weight"], eye)  # trained: the neighbours count
+    words = torch.randn(11, cfg.feat_dim)
+    crop = np.zeros((cfg.image_size, cfg.image_size, 3), np.uint8)
+    talker = Talker(tmp_path / "gen.pt", "cpu", batch_size=3)
+    streamed = torch.cat(list(talker._g_words(iter(words.split(4)))))  # as word_chunks hands them over
+    torch.testing.assert_close(streamed, torch.cat(list(talker._g_words(words))), atol=1e-5, rtol=0)
+    whole = Talker(tmp_path / "gen.pt", "cpu", batch_size=64).animate(crop, words)
+    assert np.abs(whole.astype(int) - talker.animate(crop, words).astype(int)).max() <= 1  # G in batches of 3
