@@ -1,6 +1,7 @@
 """Seed variance: run the pipeline once per seed as DVC experiments and write mean ± std of the metrics.
 
     python -m pipeline.seeds --seeds 0 1 2          # -> reports/seeds.json, and the table printed
+    python -m pipeline.seeds --set gen.gan_weight=0.03 --out experiments/results/x.json   # a study's seeds
 
 The workspace's own seed is read from ``reports/metrics.json`` when ``dvc status`` finds the workspace up to
 date (as after ``dvc repro``); every other seed is ``dvc exp run --temp -S seed=N`` (a temporary copy of the workspace sharing the DVC cache, so
@@ -124,12 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m pipeline.seeds", description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", default="reports/seeds.json")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a params override for every seed (dvc exp run -S); the output records them")
+    ap.add_argument("--note", default="", help="what the run is, recorded in the output beside the overrides")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if len(args.seeds) < 2:
         ap.error("variance needs at least two seeds")
+    if args.set and args.out == "reports/seeds.json":
+        ap.error("--set runs are studies: name their file with --out (reports/seeds.json is the defaults' spread)")
+    bad = [o for o in args.set if "=" not in o or not o.split("=", 1)[0]]
+    if bad:
+        ap.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
     runs = {}
-    here = _workspace_run()
+    here = None if args.set else _workspace_run()
     for s in args.seeds:
         if here is not None and here[0] == s:
             log.info("seed %d: the workspace run (dvc status: up to date)", s)
@@ -140,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         if name in _dvc(["exp", "list", "--name-only"], capture=True).split():
             _dvc(["exp", "remove", name], capture=True)  # rerun with today's code (restored if unchanged)
         base = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
-        _dvc(["exp", "run", "--temp", "-n", name, "-S", f"seed={s}"])
+        _dvc(["exp", "run", "--temp", "-n", name, "-S", f"seed={s}",
+              *[a for o in args.set for a in ("-S", o)]])
         # the experiment hangs off the commit it started from, which stays findable if HEAD moves meanwhile
         m = find_metrics(json.loads(_dvc(["exp", "show", "--json", "--rev", base], capture=True)), name)
         if m is None:
@@ -148,6 +158,19 @@ def main(argv: list[str] | None = None) -> int:
         runs[s] = m
     summary = summarise(runs)
     out = REPO / args.out
+    if args.set:  # a study: its own file, not merged across machines
+        import yaml
+
+        from davs.files import atomic_write_text
+        from davs.provenance import environment
+
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        record = {"note": args.note or f"python -m pipeline.seeds with {' '.join(args.set)} at commit {head}",
+                  "overrides": {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.set)}, "environment": environment(), **summary}
+        atomic_write_text(out, json.dumps(record, indent=1) + "\n")
+        print(table(summary))
+        return 0
     from davs.provenance import environment
     from pipeline.repro_check import committed_text
 
