@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from davs.models.blocks import ConvBlock, UpBlock
+from davs.models.temporal import pad_edges, stream_context
 
 
 class Generator(nn.Module):
@@ -73,8 +74,7 @@ class Generator(nn.Module):
         feature and those ``context`` either side (the first and last frames repeated past the ends)."""
         if self.word_context is None:
             return words
-        c = self.context
-        return self.read_context(torch.cat([words[:, :1].expand(-1, c, -1), words, words[:, -1:].expand(-1, c, -1)], 1))
+        return self.read_context(pad_edges(words, self.context))  # (B, T + 2c, D) -> (B, T, D)
 
     def read_context(self, words: torch.Tensor) -> torch.Tensor:
         """words (B, T + 2 context, D) -> (B, T, D): each of the middle T frames read with its neighbours."""
@@ -101,25 +101,9 @@ class Generator(nn.Module):
 def contextualise_stream(g: nn.Module, chunks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
     """A word sequence given in chunks (n_i, D) -> the same rows of ``g.contextualise`` of the whole sequence,
     chunk by chunk, holding at most a chunk and ``2 * g.context`` frames (a stream of any length)."""
-    c = getattr(g, "context", 0)
-    if not c:
-        yield from chunks
-        return
-    before = pending = None  # the c frames before the pending ones; frames still waiting for their right context
-    for chunk in chunks:
-        if not len(chunk):
-            continue
-        if before is None:
-            before, pending = chunk[:1].expand(c, -1), chunk[:0]
-        pending = torch.cat([pending, chunk])
-        k = len(pending) - c  # frames whose right context has arrived
-        if k > 0:
-            seq = torch.cat([before, pending])  # (c + len(pending), D)
-            yield g.read_context(seq[None])[0, :k]  # (k, D)
-            before, pending = seq[k : k + c], pending[k:]
-    if pending is not None and len(pending):
-        seq = torch.cat([before, pending, pending[-1:].expand(c, -1)])
-        yield g.read_context(seq[None])[0]  # (len(pending), D)
+    if not g.context:
+        return (chunk for chunk in chunks if len(chunk))
+    return stream_context(chunks, g.context, lambda rows: g.read_context(rows[None])[0])  # (n + 2c, D) -> (n, D)
 
 
 def conceal_mouth(ref: torch.Tensor, box: tuple[float, float, float, float], pool: int | None = None) -> torch.Tensor:
@@ -144,7 +128,7 @@ def generate_frames(ep: nn.Module, g: Generator, ref: torch.Tensor, words: torch
     (and G's attention masks (B, W, 1, H, W), 1 = copied from the reference). Ep encodes each reference once.
     ``words`` are whole sequences, which G contextualises (:meth:`Generator.contextualise`), or, with
     ``contextualised``, rows of a sequence it already has (a window of it, a chunk of a stream)."""
-    if not contextualised and hasattr(g, "contextualise"):  # the paper variant's G reads each frame alone
+    if not contextualised:
         words = g.contextualise(words)  # (B, W, D)
     b, w = words.shape[:2]
     if getattr(g, "conceal_box", None) is not None:

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from davs.checkpoint import CheckpointError
 from davs.files import atomic_output
+from davs.models.temporal import pad_edges, stream_context
 
 STATE_NAMES = ("open", "width", "round")
 REST_STATE = (0.0, 0.45, 0.0)  # the corpus's closed mouth at rest (davs.synth.visemes)
@@ -32,25 +33,14 @@ class LipHead(nn.Module):
 
     def forward(self, words: torch.Tensor) -> torch.Tensor:
         """words (B, T, D) -> mouth states (B, T, 3) in [0, 1]; edges replicate the first / last frame."""
-        x = F.pad(words.transpose(1, 2), (self.context, self.context), mode="replicate")  # (B, D, T + 2c)
+        x = pad_edges(words, self.context).transpose(1, 2)  # (B, D, T + 2c)
         y = F.conv1d(x, self.filter.weight, self.filter.bias)  # (B, 3, T)
         return y.transpose(1, 2).clamp(0.0, 1.0)  # (B, T, 3)
 
     def stream(self, chunks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
         """Mouth states (b, 3) for a stream of word-feature chunks (b, D), equal to :meth:`forward` of the whole
         sequence, holding only 2 * context rows between chunks (each output waits for its right context)."""
-        c = self.context
-        buf: torch.Tensor | None = None
-        for chunk in chunks:
-            if len(chunk) == 0:
-                continue
-            buf = chunk[:1].expand(c, -1) if buf is None else buf  # left edge replicated once
-            buf = torch.cat([buf, chunk])
-            if len(buf) > 2 * c:
-                yield self._valid(buf)
-                buf = buf[len(buf) - 2 * c :]
-        if buf is not None:
-            yield self._valid(torch.cat([buf, buf[-1:].expand(c, -1)]))  # right edge replicated
+        return stream_context(chunks, self.context, self._valid)
 
     def _valid(self, rows: torch.Tensor) -> torch.Tensor:
         """(n + 2c, D) rows with their context -> (n, 3) states."""

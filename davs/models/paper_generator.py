@@ -33,6 +33,7 @@ class PaperGenerator(nn.Module):
     # (output channels in units of gen_width, convs) of the official six blocks, coarse to fine
     BLOCKS = ((8, 2), (8, 3), (4, 4), (4, 4), (2, 3), (1, 2))
     SKIP_BLOCK = 3  # the official decoder concatenates the skip before its fourth block (1/8 of the face)
+    context = 0  # each frame's word read alone (the official G; gen_context is refused for it)
 
     def __init__(self, image_size: int = 256, feat_dim: int = 256, gen_width: int = 64, skip_channels: int = 160) -> None:
         super().__init__()
@@ -54,6 +55,10 @@ class PaperGenerator(nn.Module):
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
         self.to_rgb = nn.Sequential(nn.Conv2d(g, max(1, g // 2), 3, 1, 1), nn.BatchNorm2d(max(1, g // 2)),
                                     nn.ReLU(inplace=True), nn.Conv2d(max(1, g // 2), 3, 3, 1, 1), nn.Tanh())
+
+    def contextualise(self, words: torch.Tensor) -> torch.Tensor:
+        """words (B, T, D) -> the same: the official G reads each frame's word alone."""
+        return words
 
     def forward(self, fmap: torch.Tensor, skips: list[torch.Tensor], word: torch.Tensor,
                 return_mask: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:

@@ -125,8 +125,7 @@ class GenTask(DAVSTask):
                    "cond": window(lrw["mfcc"], lrw["start"], ws) if self.cfg.variant == "paper" else aw,
                    "lip": self.nets["Ev_w"](gt) if self.w.lip_weight > 0 else None}  # (B, W, D): the real window, read alone
         g = self.nets["G"]  # what G reads: the whole clip's words contextualised, then windowed (B, W, D)
-        ctx = g.contextualise if hasattr(g, "contextualise") else (lambda x: x)
-        return out | {"a": window(ctx(a), lrw["start"], ws), "v": window(ctx(v), lrw["start"], ws)}
+        return out | {"a": window(g.contextualise(a), lrw["start"], ws), "v": window(g.contextualise(v), lrw["start"], ws)}
 
     def losses(self, phase: str) -> dict[str, torch.Tensor]:
         dt = self.nets["D_temporal"]
