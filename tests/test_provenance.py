@@ -141,6 +141,38 @@ def test_repro_check_tells_stale_code_from_machine_drift():
     assert R.output_hashes(_lock(), _lock()) == []
 
 
+def test_seed_study_passes_its_overrides_to_every_seed_and_records_them(tmp_path, monkeypatch):
+    """--set runs every seed as an experiment under the overrides (never the workspace's run, which has none)
+    and writes its own file naming them; without --out it refuses (reports/seeds.json is the defaults')."""
+    import pytest
+
+    from pipeline import seeds
+
+    calls = []
+
+    def fake_dvc(args, capture=False):
+        calls.append(args)
+        if args[:2] == ["exp", "show"]:
+            return json.dumps([{"name": f"seed-{s}", "data": {"metrics": {"reports/metrics.json": {
+                "data": {"acc": 0.9 + s / 100}}}}} for s in (0, 1)])
+        return ""
+
+    monkeypatch.setattr(seeds, "_dvc", fake_dvc)
+    monkeypatch.setattr(seeds, "_workspace_run", lambda: pytest.fail("a study must not reuse the workspace run"))
+    out = tmp_path / "study.json"
+    assert seeds.main(["--seeds", "0", "1", "--set", "gen.gan_weight=0.03", "--set", "model.gen_context=2",
+                       "--out", str(out)]) == 0
+    runs = [c for c in calls if c[:2] == ["exp", "run"]]
+    assert len(runs) == 2 and all(c[-4:] == ["-S", "gen.gan_weight=0.03", "-S", "model.gen_context=2"] for c in runs)
+    rec = json.loads(out.read_text())
+    assert rec["overrides"] == {"gen.gan_weight": 0.03, "model.gen_context": 2}
+    assert rec["metrics"]["acc"]["values"] == [0.9, 0.91] and rec["environment"]["cpu"]
+    with pytest.raises(SystemExit):
+        seeds.main(["--set", "gen.gan_weight=0.03"])
+    with pytest.raises(SystemExit):
+        seeds.main(["--set", "gen.gan_weight", "--out", str(out)])
+
+
 def test_seeds_json_keeps_one_entry_per_machine():
     """A seed sweep on another machine is recorded beside the committed machine's; the top level stays the
     committed machine's (the generated headline table); a rerun replaces its own machine's entry."""
