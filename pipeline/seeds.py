@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
     runs = {}
+    start = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                           check=True).stdout.strip()  # the code every seed ran (the study's record names it)
     here = None if args.set else _workspace_run()
     for s in args.seeds:
         if here is not None and here[0] == s:
@@ -164,9 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         from davs.files import atomic_write_text
         from davs.provenance import environment
 
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, check=True).stdout.strip()
-        record = {"note": args.note or f"python -m pipeline.seeds with {' '.join(args.set)} at commit {head}",
+        record = {"note": args.note or f"python -m pipeline.seeds with {' '.join(args.set)} at commit {start}",
                   "overrides": {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in args.set)}, "environment": environment(), **summary}
         atomic_write_text(out, json.dumps(record, indent=1) + "\n")
         print(table(summary))
