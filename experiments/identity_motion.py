@@ -1,6 +1,7 @@
 """What removing the identity subspace takes from the mouth's motion (issue 27): a study on a trained model.
 
-On the pipeline's ``models/disent.pt`` (trained without the removal, ``model.identity_rank: 0``), the word features
+On a ``disent.pt`` trained without the removal (``--model``; ``model.identity_rank: 0``, e.g. the workspace's after
+``dvc exp run -S model.identity_rank=0``: the default model removes the subspace already), the word features
 before the encoders' last layer are read on every LRW split; the identity subspace is fitted on the training
 clips as ``disent`` fits it (:class:`davs.models.identity_nuisance.IdentityStats`, label-free), at several ranks,
 and removed in several ways:
@@ -72,7 +73,8 @@ def features(model: str, p) -> dict[str, dict[str, torch.Tensor]]:
     speaker (N,), word mask (N, T) and the renderer's mouth openness (N, T)."""
     nets = load_nets(load_checkpoint(model), ("Ev_w", "Ea_w", "Ep"), "cpu")
     if nets["Ev_w"].nuisance.rank:
-        raise SystemExit(f"{model} already removes an identity subspace: run on a model of identity_rank 0")
+        raise SystemExit(f"{model} already removes an identity subspace: run on a model of identity_rank 0 "
+                         "(--model; dvc exp run -S model.identity_rank=0 writes one)")
     states = read_mouth_states(paths.mouth_states(p))
     data = replace(data_spec(p, "joint"), batch_size=p.eval.batch_size, id_batch_size=p.eval.batch_size)
     out = {}

@@ -66,7 +66,7 @@ ADVERSARY = {"disent.clip_id_weight": 10.0, "disent.clip_id_ridge": 0.01, "disen
 AUGMENT = {"joint.aug_scale": 0.2, "joint.aug_shift": 0.06, "joint.aug_colour": 0.2, "joint.aug_warp": 0.1}
 ROWS: dict[str, dict] = {
     "no speaker labels, nothing in their place": {},
-    "label-free ridge adversary on 16 k-means pseudo-speakers (the default)": ADVERSARY,
+    "label-free ridge adversary on 16 k-means pseudo-speakers (the default's adversary)": ADVERSARY,
     "the same adversary at weight 3": {**ADVERSARY, "disent.clip_id_weight": 3.0},
     "the adversary, then the identity subspace removed at rank 16": {**ADVERSARY, "model.identity_rank": 16},
     "the adversary, then the identity subspace removed at rank 12": {**ADVERSARY, "model.identity_rank": 12},
