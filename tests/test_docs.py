@@ -70,3 +70,11 @@ def test_no_hand_typed_figures_outside_the_generated_block():
     outside = head + rest.split(docs.END)[1]
     typed = re.findall(r"\b0\.\d{3}\b|\b\d+(?:\.\d+)? ?dB\b|\b\d+(?:\.\d+)? ?%", outside)
     assert not typed, f"typed figures in README.md: {typed}"
+
+
+def test_readme_labels_take_each_chance_level_from_the_recorded_metrics():
+    from pipeline.docs import readme_labels
+
+    labels = readme_labels({"leakage/speaker_chance": {"mean": 0.08333, "std": 0.0, "values": [0.08333]}})
+    assert labels["leakage/identity_from_word_video"] == "speaker read from video word features (chance 0.083)"
+    assert labels["word_acc/audio_top1"] == "word accuracy, audio"  # its chance not recorded: no figure typed
