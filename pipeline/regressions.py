@@ -68,6 +68,11 @@ class _ReversedCoefficients(nn.Module):
 class _CopyReference(nn.Module):
     """A generator that returns its reference (skips[0]) as every frame, mask 1 (all copied)."""
 
+    context = 0  # reads no word
+
+    def contextualise(self, words: torch.Tensor) -> torch.Tensor:
+        return words
+
     def forward(self, fmap: torch.Tensor, skips: list[torch.Tensor], word: torch.Tensor,
                 return_mask: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         image = skips[0]  # (N, 3, H, W)

@@ -40,6 +40,9 @@ class _G(nn.Module):
         super().__init__()
         self.copy = copy
 
+    def contextualise(self, words):  # each frame's word alone
+        return words
+
     def forward(self, fmap, skips, words, return_mask=False):
         out = words.view(-1, 3, 32, 32) if self.copy == "driver" else fmap  # (N, 3, H, W)
         return out, torch.zeros(len(out), 1, 32, 32)

@@ -131,3 +131,17 @@ def test_repro_check_on_another_cpu_applies_the_gates(tmp_path, monkeypatch, cap
     out = capsys.readouterr()
     assert rc == (1 if drift == "dead generator" else 0), out.out + out.err
     assert "quality gates" in out.out
+
+
+def test_copy_reference_fault_draws_its_reference_through_generate_frames():
+    """pipeline.regressions' stand-in G goes through the same generate_frames as a real G (contextualise included)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from davs.models import generate_frames
+    from pipeline.regressions import _CopyReference
+
+    ref = torch.rand(2, 3, 8, 8)
+    out = generate_frames(lambda r: SimpleNamespace(fmap=r, skips=[r]), _CopyReference(), ref, torch.rand(2, 4, 5))
+    assert out.shape == (2, 4, 3, 8, 8) and torch.equal(out, ref[:, None].expand(-1, 4, -1, -1, -1))
