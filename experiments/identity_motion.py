@@ -26,7 +26,7 @@ within-clip variance removed, and the renderer's mouth openness read by a ridge 
 test) from each frame's features, from those of the frame some frames ahead or behind that reads it best, and
 from those of the frame and the two either side (what the generator, which reads that context, can draw).
 
-    python experiments/identity_motion.py            # after dvc repro; -> experiments/results/identity_motion.json
+    python experiments/identity_motion.py --model DISENT_PT  # -> experiments/results/identity_motion.json
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def openness_r2(f: dict, val: torch.Tensor, test: torch.Tensor, lead: int = 0, c
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/disent.pt", help="a disent.pt of model.identity_rank 0")
+    ap.add_argument("--model", required=True, help="a disent.pt of model.identity_rank 0")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
